@@ -1,0 +1,92 @@
+//! The body type the core speaks: empty, a buffer, or a stream of chunks. Adapters convert
+//! their platform's bodies to and from it without buffering streams.
+
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A stream of body chunks. `Send` natively; on wasm32 the platform's streams are not.
+#[cfg(not(target_arch = "wasm32"))]
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
+#[cfg(target_arch = "wasm32")]
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>>>>;
+
+/// `Send` natively, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Send + Sync` natively, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+pub enum Body {
+    Empty,
+    Full(Bytes),
+    Stream(ByteStream),
+}
+
+impl Body {
+    pub fn into_stream(self) -> ByteStream {
+        match self {
+            Body::Empty => Box::pin(futures_util::stream::empty()),
+            Body::Full(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
+            Body::Stream(s) => s,
+        }
+    }
+
+    /// Reads the whole body if it is at most `limit` bytes; `Ok(None)` when it is longer.
+    pub async fn collect_limited(self, limit: usize) -> Result<Option<Bytes>, BoxError> {
+        match self {
+            Body::Empty => Ok(Some(Bytes::new())),
+            Body::Full(b) => Ok((b.len() <= limit).then_some(b)),
+            Body::Stream(mut s) => {
+                let mut buf = BytesMut::new();
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk?;
+                    if buf.len() + chunk.len() > limit {
+                        return Ok(None);
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(Some(buf.freeze()))
+            }
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        Body::Full(Bytes::from(v))
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body::Full(b)
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}

@@ -1,0 +1,786 @@
+//! The registry: turns one HTTP request into one HTTP response, on any [`Storage`].
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::body::Body;
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::{Error, ErrorCode};
+use crate::manifest::{Descriptor, Manifest, OCI_INDEX};
+use crate::names::{Name, Reference, Tag};
+use crate::range::{parse_content_range, parse_range, ByteRange};
+use crate::route::{not_found, Route};
+use crate::storage::{keys, Storage, StorageError};
+use crate::upload::{new_upload_id, valid_upload_id, UploadState};
+use crate::urls::Urls;
+
+pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+pub const CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
+pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+/// Largest page a client may ask for with `n`.
+pub const MAX_PAGE: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public base URL for `Location`/`Link`; empty for path-absolute URLs.
+    pub base_url: String,
+    /// Largest manifest accepted; larger ones get 413.
+    pub max_manifest_size: usize,
+    /// Advertised in `OCI-Chunk-Min-Length`.
+    pub chunk_min_length: u64,
+    /// Seconds since the Unix epoch; supplied by the adapter (the core has no clock).
+    pub now: fn() -> u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_url: String::new(),
+            max_manifest_size: 4 * 1024 * 1024,
+            chunk_min_length: 1024 * 1024,
+            now: || 0,
+        }
+    }
+}
+
+/// What a repository keeps of a manifest revision, beside its bytes in the blob store.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestRecord {
+    media_type: String,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+}
+
+pub struct Registry<S> {
+    storage: S,
+    config: Config,
+    urls: Urls,
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn internal(e: StorageError) -> Error {
+    Error::internal(e)
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn response(status: StatusCode) -> http::response::Builder {
+    Response::builder().status(status)
+}
+
+fn finish(builder: http::response::Builder, body: Body) -> Response<Body> {
+    builder.body(body).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::Empty);
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}
+
+fn json_response(status: StatusCode, content_type: &str, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    finish(
+        response(status)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, body.len()),
+        Body::from(body),
+    )
+}
+
+/// The response for an error: its status, its headers and the spec's JSON body.
+pub fn error_response(e: &Error) -> Response<Body> {
+    let body = e.body();
+    let mut b = response(e.status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len());
+    for (k, v) in &e.headers {
+        b = b.header(k, v);
+    }
+    finish(b, Body::from(body))
+}
+
+fn method_not_allowed(allow: &'static str) -> Error {
+    Error::new(ErrorCode::Unsupported)
+        .with_message("method not allowed")
+        .with_header(header::ALLOW, HeaderValue::from_static(allow))
+}
+
+fn query(req: &Request<Body>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn header_str<'a>(req: &'a Request<Body>, name: HeaderName) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_length(req: &Request<Body>) -> Result<Option<u64>> {
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| Error::new(ErrorCode::SizeInvalid).with_message("invalid Content-Length")),
+    }
+}
+
+fn parse_digest_param(value: Option<&String>) -> Result<Digest> {
+    let v = value.ok_or_else(|| Error::new(ErrorCode::DigestInvalid).with_message("digest parameter missing"))?;
+    Digest::parse(v)
+}
+
+/// The `n` and `last` pagination parameters.
+fn pagination(q: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>)> {
+    let n = match q.get("n") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| {
+                    Error::new(ErrorCode::Unsupported)
+                        .with_status(StatusCode::BAD_REQUEST)
+                        .with_message("invalid pagination parameter n")
+                })?
+                .min(MAX_PAGE),
+        ),
+    };
+    Ok((n, q.get("last").cloned()))
+}
+
+/// One page of a sorted list: the entries after `last`, at most `n` of them, and whether more
+/// follow.
+fn page(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
+    let start = match last {
+        Some(l) => sorted.partition_point(|s| s.as_str() <= l),
+        None => 0,
+    };
+    let mut rest: Vec<String> = sorted.into_iter().skip(start).collect();
+    match n {
+        Some(n) if rest.len() > n => {
+            rest.truncate(n);
+            (rest, n > 0)
+        }
+        _ => (rest, false),
+    }
+}
+
+impl<S: Storage> Registry<S> {
+    pub fn new(storage: S, config: Config) -> Self {
+        let urls = Urls::new(&config.base_url);
+        Registry { storage, config, urls }
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Answers one request. Never fails: errors become the spec's JSON error responses.
+    pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let head = req.method() == Method::HEAD;
+        let mut resp = match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        if head {
+            *resp.body_mut() = Body::Empty;
+        }
+        resp.headers_mut()
+            .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        resp
+    }
+
+    async fn dispatch(&self, req: Request<Body>) -> Result<Response<Body>> {
+        let route = Route::parse(req.uri().path())?;
+        let m = req.method().clone();
+        let get = m == Method::GET || m == Method::HEAD;
+        match route {
+            Route::Base if get => Ok(json_response(StatusCode::OK, "application/json", &serde_json::json!({}))),
+            Route::Base => Err(method_not_allowed("GET, HEAD")),
+            Route::Catalog if get => self.catalog(&req).await,
+            Route::Catalog => Err(method_not_allowed("GET, HEAD")),
+            Route::Tags(name) if get => self.tags(&req, &name).await,
+            Route::Tags(_) => Err(method_not_allowed("GET, HEAD")),
+            Route::Manifest(name, r) => match m {
+                Method::GET | Method::HEAD => self.get_manifest(&name, &r, m == Method::HEAD).await,
+                Method::PUT => self.put_manifest(req, &name, &r).await,
+                Method::DELETE => self.delete_manifest(&name, &r).await,
+                _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
+            },
+            Route::Blob(name, d) => match m {
+                Method::GET | Method::HEAD => self.get_blob(&req, &name, &d, m == Method::HEAD).await,
+                Method::DELETE => self.delete_blob(&name, &d).await,
+                _ => Err(method_not_allowed("GET, HEAD, DELETE")),
+            },
+            Route::UploadStart(name) => match m {
+                Method::POST => self.start_upload(req, &name).await,
+                _ => Err(method_not_allowed("POST")),
+            },
+            Route::Upload(name, id) => match m {
+                Method::GET | Method::HEAD => self.upload_status(&name, &id).await,
+                Method::PATCH => self.patch_upload(req, &name, &id).await,
+                Method::PUT => self.put_upload(req, &name, &id).await,
+                Method::DELETE => self.cancel_upload(&name, &id).await,
+                _ => Err(method_not_allowed("GET, HEAD, PATCH, PUT, DELETE")),
+            },
+            Route::Referrers(name, d) if get => self.referrers(&req, &name, &d).await,
+            Route::Referrers(..) => Err(method_not_allowed("GET, HEAD")),
+            Route::Ui(_) => Err(not_found()),
+        }
+    }
+
+    // ---- indexes ------------------------------------------------------------------------
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.storage.get(key).await.map_err(internal)?.is_some())
+    }
+
+    /// Adds the repository to the catalog the first time it receives content.
+    async fn ensure_catalog(&self, name: &Name) -> Result<()> {
+        let key = keys::catalog_entry(name);
+        if !self.exists(&key).await? {
+            self.storage.put(&key, Bytes::new()).await.map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    async fn link_blob(&self, name: &Name, digest: &Digest) -> Result<()> {
+        let key = keys::blob_link(name, digest);
+        if !self.exists(&key).await? {
+            self.storage.put(&key, Bytes::new()).await.map_err(internal)?;
+        }
+        self.ensure_catalog(name).await
+    }
+
+    async fn catalog(&self, req: &Request<Body>) -> Result<Response<Body>> {
+        let q = query(req);
+        let (n, last) = pagination(&q)?;
+        let mut names: Vec<String> = self
+            .storage
+            .list(keys::CATALOG_DIR)
+            .await
+            .map_err(internal)?
+            .iter()
+            .map(|e| keys::catalog_name(e))
+            .collect();
+        names.sort();
+        let (repos, more) = page(names, n, last.as_deref());
+        let mut resp = json_response(
+            StatusCode::OK,
+            "application/json",
+            &serde_json::json!({ "repositories": repos }),
+        );
+        if more {
+            if let (Some(n), Some(l)) = (n, repos.last()) {
+                resp.headers_mut().insert(header::LINK, hv(&self.urls.catalog_next(n, l)));
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn tags(&self, req: &Request<Body>, name: &Name) -> Result<Response<Body>> {
+        let q = query(req);
+        let (n, last) = pagination(&q)?;
+        if !self.exists(&keys::catalog_entry(name)).await? {
+            return Err(Error::new(ErrorCode::NameUnknown).with_detail(serde_json::json!({ "name": name.as_str() })));
+        }
+        let mut tags = self.storage.list(&keys::tags_dir(name)).await.map_err(internal)?;
+        tags.sort();
+        let (tags, more) = page(tags, n, last.as_deref());
+        let mut resp = json_response(
+            StatusCode::OK,
+            "application/json",
+            &serde_json::json!({ "name": name.as_str(), "tags": tags }),
+        );
+        if more {
+            if let (Some(n), Some(l)) = (n, tags.last()) {
+                resp.headers_mut().insert(header::LINK, hv(&self.urls.tags_next(name, n, l)));
+            }
+        }
+        Ok(resp)
+    }
+
+    // ---- blobs --------------------------------------------------------------------------
+
+    async fn get_blob(&self, req: &Request<Body>, name: &Name, digest: &str, head: bool) -> Result<Response<Body>> {
+        let digest = Digest::parse(digest)?;
+        let unknown = || Error::new(ErrorCode::BlobUnknown).with_detail(serde_json::json!({ "digest": digest.to_string() }));
+        if !self.exists(&keys::blob_link(name, &digest)).await? {
+            return Err(unknown());
+        }
+        let size = self.storage.blob_size(&digest).await.map_err(internal)?.ok_or_else(unknown)?;
+        let range = match header_str(req, header::RANGE) {
+            Some(r) => parse_range(r, size),
+            None => ByteRange::Full,
+        };
+        let (status, start, len) = match range {
+            ByteRange::Full => (StatusCode::OK, 0, size),
+            ByteRange::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+            ByteRange::Unsatisfiable => {
+                return Err(Error::new(ErrorCode::SizeInvalid)
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .with_message("requested range not satisfiable")
+                    .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{size}"))));
+            }
+        };
+        let mut b = response(status)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, len)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::ETAG, format!("\"{digest}\""))
+            .header(header::CACHE_CONTROL, "max-age=31536000")
+            .header(CONTENT_DIGEST, digest.to_string());
+        if status == StatusCode::PARTIAL_CONTENT {
+            b = b.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", start, start + len - 1, size));
+        }
+        if head {
+            return Ok(finish(b, Body::Empty));
+        }
+        let stream = self
+            .storage
+            .blob_read(&digest, start, len)
+            .await
+            .map_err(internal)?
+            .ok_or_else(unknown)?;
+        Ok(finish(b, Body::Stream(stream)))
+    }
+
+    async fn delete_blob(&self, name: &Name, digest: &str) -> Result<Response<Body>> {
+        let digest = Digest::parse(digest)?;
+        let key = keys::blob_link(name, &digest);
+        if !self.exists(&key).await? {
+            return Err(Error::new(ErrorCode::BlobUnknown).with_detail(serde_json::json!({ "digest": digest.to_string() })));
+        }
+        self.storage.delete(&key).await.map_err(internal)?;
+        Ok(finish(
+            response(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0),
+            Body::Empty,
+        ))
+    }
+
+    // ---- uploads ------------------------------------------------------------------------
+
+    fn upload_response(&self, status: StatusCode, name: &Name, id: &str, offset: u64) -> http::response::Builder {
+        response(status)
+            .header(header::LOCATION, self.urls.upload(name, id))
+            .header(header::RANGE, format!("0-{}", offset.saturating_sub(1)))
+            .header(UPLOAD_UUID, id)
+            .header(header::CONTENT_LENGTH, 0)
+    }
+
+    fn blob_created(&self, name: &Name, digest: &Digest) -> Response<Body> {
+        finish(
+            response(StatusCode::CREATED)
+                .header(header::LOCATION, self.urls.blob(name, digest))
+                .header(CONTENT_DIGEST, digest.to_string())
+                .header(header::CONTENT_LENGTH, 0),
+            Body::Empty,
+        )
+    }
+
+    async fn start_upload(&self, req: Request<Body>, name: &Name) -> Result<Response<Body>> {
+        let q = query(&req);
+        if let Some(mount) = q.get("mount") {
+            let digest = Digest::parse(mount)?;
+            if let Some(from) = q.get("from") {
+                let from = Name::parse(from)?;
+                let linked = self.exists(&keys::blob_link(&from, &digest)).await?;
+                if linked && self.storage.blob_size(&digest).await.map_err(internal)?.is_some() {
+                    self.link_blob(name, &digest).await?;
+                    return Ok(self.blob_created(name, &digest));
+                }
+            }
+            // Not mountable: fall through to an ordinary session, as the spec says.
+        } else if q.contains_key("digest") {
+            // Monolithic upload: the whole blob in this one request.
+            let digest = parse_digest_param(q.get("digest"))?;
+            let expected = content_length(&req)?;
+            let id = new_upload_id();
+            let mut state = UploadState::new(name, digest.algorithm(), (self.config.now)());
+            let received = self.receive(&mut state, &id, req.into_body(), expected).await;
+            if let Err(e) = received {
+                let _ = self.storage.upload_delete(&id, state.backend.as_deref()).await;
+                return Err(e);
+            }
+            return self.complete(state, &id, name, &digest).await;
+        }
+        let id = new_upload_id();
+        let state = UploadState::new(name, Algorithm::Sha256, (self.config.now)());
+        self.save_state(&id, &state).await?;
+        Ok(finish(
+            self.upload_response(StatusCode::ACCEPTED, name, &id, 0)
+                .header(CHUNK_MIN_LENGTH, self.config.chunk_min_length),
+            Body::Empty,
+        ))
+    }
+
+    async fn load_state(&self, name: &Name, id: &str) -> Result<UploadState> {
+        let unknown = || Error::new(ErrorCode::BlobUploadUnknown).with_detail(serde_json::json!({ "id": id }));
+        if !valid_upload_id(id) {
+            return Err(unknown());
+        }
+        let raw = self.storage.get(&keys::upload(id)).await.map_err(internal)?.ok_or_else(unknown)?;
+        let state = UploadState::decode(&raw).ok_or_else(unknown)?;
+        if state.repo != name.as_str() {
+            return Err(unknown());
+        }
+        Ok(state)
+    }
+
+    async fn save_state(&self, id: &str, state: &UploadState) -> Result<()> {
+        self.storage
+            .put(&keys::upload(id), Bytes::from(state.encode()))
+            .await
+            .map_err(internal)
+    }
+
+    /// Checks a chunk's `Content-Range` against the session; returns the chunk's length.
+    fn check_content_range(&self, req: &Request<Body>, name: &Name, id: &str, state: &UploadState) -> Result<Option<u64>> {
+        let length = content_length(req)?;
+        let Some(cr) = header_str(req, header::CONTENT_RANGE) else {
+            return Ok(length);
+        };
+        let out_of_order = || {
+            Error::new(ErrorCode::BlobUploadInvalid)
+                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .with_message("chunk does not start where the upload ends")
+                .with_header(header::RANGE, hv(&format!("0-{}", state.offset.saturating_sub(1))))
+                .with_header(header::LOCATION, hv(&self.urls.upload(name, id)))
+                .with_header(UPLOAD_UUID, hv(id))
+        };
+        let (start, end) = parse_content_range(cr).ok_or_else(out_of_order)?;
+        if start != state.offset {
+            return Err(out_of_order());
+        }
+        let chunk = end - start + 1;
+        if length.is_some_and(|l| l != chunk) {
+            return Err(Error::new(ErrorCode::SizeInvalid).with_message("Content-Length does not match Content-Range"));
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Streams a request body into an upload, hashing it on the way, and saves the session's
+    /// new offset and hash state only once the bytes are durable.
+    async fn receive(&self, state: &mut UploadState, id: &str, body: Body, expected: Option<u64>) -> Result<()> {
+        let mut hasher = state.hasher().ok_or_else(|| Error::internal("corrupt upload state"))?;
+        let mut writer = self
+            .storage
+            .upload_writer(id, state.offset, state.backend.as_deref())
+            .await
+            .map_err(internal)?;
+        let mut stream = body.into_stream();
+        let mut n: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| {
+                Error::new(ErrorCode::BlobUploadInvalid).with_message("request body ended early")
+            })?;
+            n += chunk.len() as u64;
+            if expected.is_some_and(|e| n > e) {
+                return Err(Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared"));
+            }
+            hasher.update(&chunk);
+            writer.write(chunk).await.map_err(internal)?;
+        }
+        if expected.is_some_and(|e| n != e) {
+            return Err(Error::new(ErrorCode::SizeInvalid).with_message("body shorter than declared"));
+        }
+        state.backend = writer.finish().await.map_err(internal)?;
+        state.offset += n;
+        state.set_hasher(&hasher);
+        Ok(())
+    }
+
+    async fn patch_upload(&self, req: Request<Body>, name: &Name, id: &str) -> Result<Response<Body>> {
+        let mut state = self.load_state(name, id).await?;
+        let expected = self.check_content_range(&req, name, id, &state)?;
+        self.receive(&mut state, id, req.into_body(), expected).await?;
+        self.save_state(id, &state).await?;
+        Ok(finish(
+            self.upload_response(StatusCode::ACCEPTED, name, id, state.offset),
+            Body::Empty,
+        ))
+    }
+
+    async fn put_upload(&self, req: Request<Body>, name: &Name, id: &str) -> Result<Response<Body>> {
+        let mut state = self.load_state(name, id).await?;
+        let q = query(&req);
+        let digest = parse_digest_param(q.get("digest"))?;
+        let expected = self.check_content_range(&req, name, id, &state)?;
+        if expected != Some(0) {
+            self.receive(&mut state, id, req.into_body(), expected).await?;
+        }
+        self.complete(state, id, name, &digest).await
+    }
+
+    /// Verifies the finished upload against `digest` and turns it into a blob of the repository.
+    async fn complete(&self, state: UploadState, id: &str, name: &Name, digest: &Digest) -> Result<Response<Body>> {
+        let backend = state.backend.as_deref();
+        let actual = if state.algorithm() == Some(digest.algorithm()) {
+            state.hasher().ok_or_else(|| Error::internal("corrupt upload state"))?.finish()
+        } else {
+            // The session hashed with another algorithm: hash the stored bytes once more.
+            let mut h = Hasher::new(digest.algorithm());
+            let mut s = self.storage.upload_read(id, state.offset, backend).await.map_err(internal)?;
+            while let Some(chunk) = s.next().await {
+                h.update(&chunk.map_err(|e| Error::internal(e.to_string()))?);
+            }
+            h.finish()
+        };
+        if &actual != digest {
+            let _ = self.storage.upload_delete(id, backend).await;
+            let _ = self.storage.delete(&keys::upload(id)).await;
+            return Err(Error::new(ErrorCode::DigestInvalid)
+                .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string() })));
+        }
+        self.storage
+            .upload_commit(id, digest, state.offset, backend)
+            .await
+            .map_err(internal)?;
+        self.link_blob(name, digest).await?;
+        self.storage.delete(&keys::upload(id)).await.map_err(internal)?;
+        Ok(self.blob_created(name, digest))
+    }
+
+    async fn upload_status(&self, name: &Name, id: &str) -> Result<Response<Body>> {
+        let state = self.load_state(name, id).await?;
+        Ok(finish(
+            self.upload_response(StatusCode::NO_CONTENT, name, id, state.offset),
+            Body::Empty,
+        ))
+    }
+
+    async fn cancel_upload(&self, name: &Name, id: &str) -> Result<Response<Body>> {
+        let state = self.load_state(name, id).await?;
+        self.storage.delete(&keys::upload(id)).await.map_err(internal)?;
+        self.storage
+            .upload_delete(id, state.backend.as_deref())
+            .await
+            .map_err(internal)?;
+        Ok(finish(
+            response(StatusCode::NO_CONTENT).header(header::CONTENT_LENGTH, 0),
+            Body::Empty,
+        ))
+    }
+
+    // ---- manifests ----------------------------------------------------------------------
+
+    /// Resolves a reference to the digest and record of a manifest in the repository.
+    async fn resolve(&self, name: &Name, reference: &Reference) -> Result<(Digest, ManifestRecord)> {
+        let unknown = || Error::new(ErrorCode::ManifestUnknown).with_detail(serde_json::json!({ "reference": reference.to_string() }));
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => {
+                let raw = self.storage.get(&keys::tag(name, t)).await.map_err(internal)?.ok_or_else(unknown)?;
+                Digest::parse(std::str::from_utf8(&raw).map_err(|_| Error::internal("corrupt tag"))?)
+                    .map_err(|_| Error::internal("corrupt tag"))?
+            }
+        };
+        let raw = self
+            .storage
+            .get(&keys::manifest(name, &digest))
+            .await
+            .map_err(internal)?
+            .ok_or_else(unknown)?;
+        let record: ManifestRecord = serde_json::from_slice(&raw).map_err(|_| Error::internal("corrupt manifest record"))?;
+        Ok((digest, record))
+    }
+
+    async fn get_manifest(&self, name: &Name, reference: &str, head: bool) -> Result<Response<Body>> {
+        let reference = Reference::parse(reference)?;
+        let (digest, record) = self.resolve(name, &reference).await?;
+        let b = response(StatusCode::OK)
+            .header(header::CONTENT_TYPE, &record.media_type)
+            .header(header::CONTENT_LENGTH, record.size)
+            .header(header::ETAG, format!("\"{digest}\""))
+            .header(CONTENT_DIGEST, digest.to_string());
+        if head {
+            return Ok(finish(b, Body::Empty));
+        }
+        let stream = self
+            .storage
+            .blob_read(&digest, 0, record.size)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Error::new(ErrorCode::ManifestUnknown))?;
+        Ok(finish(b, Body::Stream(stream)))
+    }
+
+    async fn put_manifest(&self, req: Request<Body>, name: &Name, reference: &str) -> Result<Response<Body>> {
+        let reference = Reference::parse(reference)?;
+        let limit = self.config.max_manifest_size;
+        let too_large = || {
+            Error::new(ErrorCode::SizeInvalid)
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                .with_message(format!("manifest larger than {limit} bytes"))
+        };
+        if content_length(&req)?.is_some_and(|l| l > limit as u64) {
+            return Err(too_large());
+        }
+        let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
+        let body = req
+            .into_body()
+            .collect_limited(limit)
+            .await
+            .map_err(|_| Error::new(ErrorCode::ManifestInvalid).with_message("request body ended early"))?
+            .ok_or_else(too_large)?;
+        let manifest = Manifest::parse(content_type.as_deref(), &body)?;
+        let digest = match &reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &body);
+                if &actual != d {
+                    return Err(Error::new(ErrorCode::DigestInvalid)
+                        .with_detail(serde_json::json!({ "expected": d.to_string(), "actual": actual.to_string() })));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        };
+        for blob in &manifest.blobs {
+            if !self.exists(&keys::blob_link(name, blob)).await? {
+                return Err(Error::new(ErrorCode::ManifestBlobUnknown).with_detail(serde_json::json!({ "digest": blob.to_string() })));
+            }
+        }
+        for m in &manifest.manifests {
+            if !self.exists(&keys::manifest(name, m)).await? {
+                return Err(Error::new(ErrorCode::ManifestBlobUnknown).with_detail(serde_json::json!({ "digest": m.to_string() })));
+            }
+        }
+
+        // Content first, then the links that make it visible: a crash in between leaves
+        // unreferenced bytes, never a dangling tag.
+        let size = body.len() as u64;
+        self.storage.blob_put(&digest, body).await.map_err(internal)?;
+        let record = ManifestRecord {
+            media_type: manifest.media_type.clone(),
+            size,
+            subject: manifest.subject.as_ref().map(|s| s.to_string()),
+        };
+        self.storage
+            .put(&keys::manifest(name, &digest), Bytes::from(serde_json::to_vec(&record).unwrap_or_default()))
+            .await
+            .map_err(internal)?;
+        if let Some(subject) = &manifest.subject {
+            let desc = manifest.referrer_descriptor(&digest, size);
+            self.storage
+                .put(
+                    &keys::referrer(name, subject, &digest),
+                    Bytes::from(serde_json::to_vec(&desc).unwrap_or_default()),
+                )
+                .await
+                .map_err(internal)?;
+        }
+        self.ensure_catalog(name).await?;
+        if let Reference::Tag(tag) = &reference {
+            self.storage
+                .put(&keys::tag(name, tag), Bytes::from(digest.to_string()))
+                .await
+                .map_err(internal)?;
+        }
+        let mut b = response(StatusCode::CREATED)
+            .header(header::LOCATION, self.urls.manifest(name, &digest))
+            .header(CONTENT_DIGEST, digest.to_string())
+            .header(header::CONTENT_LENGTH, 0);
+        if let Some(subject) = &manifest.subject {
+            b = b.header(OCI_SUBJECT, subject.to_string());
+        }
+        Ok(finish(b, Body::Empty))
+    }
+
+    async fn delete_manifest(&self, name: &Name, reference: &str) -> Result<Response<Body>> {
+        let reference = Reference::parse(reference)?;
+        let accepted = || finish(response(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0), Body::Empty);
+        match &reference {
+            Reference::Tag(tag) => {
+                let key = keys::tag(name, tag);
+                if !self.exists(&key).await? {
+                    return Err(Error::new(ErrorCode::ManifestUnknown).with_detail(serde_json::json!({ "tag": tag.as_str() })));
+                }
+                self.storage.delete(&key).await.map_err(internal)?;
+                Ok(accepted())
+            }
+            Reference::Digest(_) => {
+                let (digest, record) = self.resolve(name, &reference).await?;
+                // Tags first, so no tag ever points at a manifest that is gone.
+                let digest_str = digest.to_string();
+                for t in self.storage.list(&keys::tags_dir(name)).await.map_err(internal)? {
+                    let Ok(tag) = Tag::parse(&t) else { continue };
+                    let key = keys::tag(name, &tag);
+                    if self.storage.get(&key).await.map_err(internal)?.as_deref() == Some(digest_str.as_bytes()) {
+                        self.storage.delete(&key).await.map_err(internal)?;
+                    }
+                }
+                if let Some(subject) = record.subject.as_deref().and_then(|s| Digest::parse(s).ok()) {
+                    self.storage
+                        .delete(&keys::referrer(name, &subject, &digest))
+                        .await
+                        .map_err(internal)?;
+                }
+                self.storage
+                    .delete(&keys::manifest(name, &digest))
+                    .await
+                    .map_err(internal)?;
+                Ok(accepted())
+            }
+        }
+    }
+
+    // ---- referrers ----------------------------------------------------------------------
+
+    async fn referrers(&self, req: &Request<Body>, name: &Name, digest: &str) -> Result<Response<Body>> {
+        let subject = Digest::parse(digest)?;
+        let q = query(req);
+        let filter = q.get("artifactType");
+        let mut manifests: Vec<Descriptor> = Vec::new();
+        for entry in self.storage.list(&keys::referrers_dir(name, &subject)).await.map_err(internal)? {
+            let key = format!("{}/{}", keys::referrers_dir(name, &subject), entry);
+            let Some(raw) = self.storage.get(&key).await.map_err(internal)? else { continue };
+            let Ok(desc) = serde_json::from_slice::<Descriptor>(&raw) else { continue };
+            if filter.is_some_and(|f| desc.artifact_type.as_ref() != Some(f)) {
+                continue;
+            }
+            manifests.push(desc);
+        }
+        manifests.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let mut resp = json_response(
+            StatusCode::OK,
+            OCI_INDEX,
+            &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
+        );
+        if filter.is_some() {
+            resp.headers_mut().insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+        }
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        let v: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(page(v.clone(), None, None), (v.clone(), false));
+        assert_eq!(page(v.clone(), Some(2), None), (vec!["a".into(), "b".into()], true));
+        assert_eq!(page(v.clone(), Some(2), Some("b")), (vec!["c".into(), "d".into()], false));
+        assert_eq!(page(v.clone(), Some(0), None), (vec![], false));
+        assert_eq!(page(v.clone(), Some(10), Some("bb")), (vec!["c".into(), "d".into()], false));
+        assert_eq!(page(v.clone(), None, Some("z")), (vec![], false));
+        assert_eq!(page(v, Some(4), None).1, false);
+    }
+}

@@ -1,0 +1,165 @@
+//! Storage in memory: for tests, and a reference for what each primitive must do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use super::{Storage, StorageError, StorageResult, UploadWriter};
+use crate::body::ByteStream;
+use crate::digest::Digest;
+
+#[derive(Default)]
+struct Inner {
+    objects: BTreeMap<String, Bytes>,
+    blobs: HashMap<Digest, Bytes>,
+    uploads: HashMap<String, Vec<u8>>,
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryStorage {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied write: every write is one
+        // map operation. So a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn once(data: Bytes) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Ok(data) }))
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Storage for MemoryStorage {
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        Ok(self.lock().objects.get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> StorageResult<()> {
+        self.lock().objects.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.lock().objects.remove(key);
+        Ok(())
+    }
+
+    async fn list(&self, dir: &str) -> StorageResult<Vec<String>> {
+        let prefix = format!("{dir}/");
+        let inner = self.lock();
+        Ok(inner
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, _)| {
+                let rest = &k[prefix.len()..];
+                (!rest.contains('/')).then(|| rest.to_string())
+            })
+            .collect())
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        Ok(self.lock().blobs.get(digest).map(|b| b.len() as u64))
+    }
+
+    async fn blob_read(&self, digest: &Digest, start: u64, len: u64) -> StorageResult<Option<ByteStream>> {
+        let inner = self.lock();
+        let Some(blob) = inner.blobs.get(digest) else {
+            return Ok(None);
+        };
+        let start = (start as usize).min(blob.len());
+        let end = start.saturating_add(len as usize).min(blob.len());
+        Ok(Some(once(blob.slice(start..end))))
+    }
+
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {
+        self.lock().blobs.insert(digest.clone(), data);
+        Ok(())
+    }
+
+    async fn upload_writer(
+        &self,
+        id: &str,
+        offset: u64,
+        _backend: Option<&str>,
+    ) -> StorageResult<Box<dyn UploadWriter>> {
+        Ok(Box::new(MemoryWriter {
+            storage: self.clone(),
+            id: id.to_string(),
+            offset: offset as usize,
+            pending: Vec::new(),
+        }))
+    }
+
+    async fn upload_read(&self, id: &str, len: u64, _backend: Option<&str>) -> StorageResult<ByteStream> {
+        let inner = self.lock();
+        let data = inner
+            .uploads
+            .get(id)
+            .ok_or_else(|| StorageError(format!("upload {id} has no data")))?;
+        let end = (len as usize).min(data.len());
+        Ok(once(Bytes::copy_from_slice(&data[..end])))
+    }
+
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        _backend: Option<&str>,
+    ) -> StorageResult<()> {
+        let mut inner = self.lock();
+        let mut data = inner.uploads.remove(id).unwrap_or_default();
+        if inner.blobs.contains_key(digest) {
+            return Ok(());
+        }
+        if (data.len() as u64) < size {
+            return Err(StorageError(format!("upload {id} holds fewer than {size} bytes")));
+        }
+        data.truncate(size as usize);
+        inner.blobs.insert(digest.clone(), Bytes::from(data));
+        Ok(())
+    }
+
+    async fn upload_delete(&self, id: &str, _backend: Option<&str>) -> StorageResult<()> {
+        self.lock().uploads.remove(id);
+        Ok(())
+    }
+}
+
+struct MemoryWriter {
+    storage: MemoryStorage,
+    id: String,
+    offset: usize,
+    pending: Vec<u8>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl UploadWriter for MemoryWriter {
+    async fn write(&mut self, chunk: Bytes) -> StorageResult<()> {
+        self.pending.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> StorageResult<Option<String>> {
+        let mut inner = self.storage.lock();
+        let data = inner.uploads.entry(self.id.clone()).or_default();
+        if data.len() < self.offset {
+            return Err(StorageError(format!("upload {} is shorter than its offset", self.id)));
+        }
+        data.truncate(self.offset);
+        data.extend_from_slice(&self.pending);
+        Ok(None)
+    }
+}

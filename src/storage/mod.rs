@@ -1,0 +1,153 @@
+//! The storage trait the core runs on, the key layout of its indexes, and the in-memory store.
+//!
+//! Storage holds three things:
+//! - **blobs**, addressed by digest and stored once, whoever pushed them (manifests are blobs too);
+//! - **small objects** under string keys: the links of blobs and manifests into repositories,
+//!   tags, referrers, the catalog and upload sessions. Each is written whole and atomically;
+//! - **upload data**: the bytes of an open upload session, appended chunk by chunk.
+//!
+//! The registry logic (what to link where, in which order) lives in the core, so every backend
+//! only has to get these primitives right.
+
+pub mod memory;
+
+use bytes::Bytes;
+
+use crate::body::{ByteStream, MaybeSend, MaybeSendSync};
+use crate::digest::Digest;
+
+/// A failure of the backend itself (I/O, the platform); the core answers it with a 500.
+#[derive(Debug, Clone)]
+pub struct StorageError(pub String);
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Storage: MaybeSendSync {
+    /// Reads a small object.
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>>;
+    /// Writes a small object whole: readers see the old value or the new one, never a mix.
+    async fn put(&self, key: &str, value: Bytes) -> StorageResult<()>;
+    /// Removes a small object; removing one that is not there is not an error.
+    async fn delete(&self, key: &str) -> StorageResult<()>;
+    /// The names of the small objects directly under `dir` (keys `dir/<name>`), in any order.
+    async fn list(&self, dir: &str) -> StorageResult<Vec<String>>;
+
+    /// The size of a stored blob, or `None`.
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
+    /// Streams `len` bytes of a blob from `start`, or `None` when the blob is not stored.
+    async fn blob_read(&self, digest: &Digest, start: u64, len: u64) -> StorageResult<Option<ByteStream>>;
+    /// Stores a small blob (a manifest) whose digest the caller has verified.
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()>;
+
+    /// Opens the data of upload `id` for appending at `offset`. Anything stored past `offset`
+    /// (from a request that failed half-way) is discarded. `backend` is what the last
+    /// [`UploadWriter::finish`] returned.
+    async fn upload_writer(
+        &self,
+        id: &str,
+        offset: u64,
+        backend: Option<&str>,
+    ) -> StorageResult<Box<dyn UploadWriter>>;
+    /// Streams the first `len` bytes of upload `id` (to hash them with another algorithm).
+    async fn upload_read(&self, id: &str, len: u64, backend: Option<&str>) -> StorageResult<ByteStream>;
+    /// Turns the first `size` bytes of upload `id`, verified to hash to `digest`, into that
+    /// blob, and removes the upload data. Already holding the blob is success.
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        backend: Option<&str>,
+    ) -> StorageResult<()>;
+    /// Removes the data of upload `id`.
+    async fn upload_delete(&self, id: &str, backend: Option<&str>) -> StorageResult<()>;
+}
+
+/// Appends one request's chunks to an upload.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait UploadWriter: MaybeSend {
+    async fn write(&mut self, chunk: Bytes) -> StorageResult<()>;
+    /// Makes what was written durable. Returns the backend's state for this upload, which the
+    /// core keeps in the session and hands back to the next call.
+    async fn finish(self: Box<Self>) -> StorageResult<Option<String>>;
+}
+
+/// The key layout of the small objects. Names, tags and digests are validated before they get
+/// here, so every key segment is a safe path component: names contain no `..` and no segment
+/// starting with `_`, so `_layers`, `_tags` and friends cannot collide with a nested repository.
+pub mod keys {
+    use crate::digest::Digest;
+    use crate::names::{Name, Tag};
+
+    /// The link that puts a blob into a repository.
+    pub fn blob_link(name: &Name, digest: &Digest) -> String {
+        format!("repositories/{name}/_layers/{}/{}", digest.algorithm().as_str(), digest.hex())
+    }
+
+    /// The record of a manifest revision in a repository: its media type, size and subject.
+    pub fn manifest(name: &Name, digest: &Digest) -> String {
+        format!("repositories/{name}/_manifests/{}/{}", digest.algorithm().as_str(), digest.hex())
+    }
+
+    pub fn tags_dir(name: &Name) -> String {
+        format!("repositories/{name}/_tags")
+    }
+
+    /// A tag: holds the digest it points to.
+    pub fn tag(name: &Name, tag: &Tag) -> String {
+        format!("repositories/{name}/_tags/{tag}")
+    }
+
+    pub fn referrers_dir(name: &Name, subject: &Digest) -> String {
+        format!(
+            "repositories/{name}/_referrers/{}/{}",
+            subject.algorithm().as_str(),
+            subject.hex()
+        )
+    }
+
+    /// One referrer of `subject`: holds its descriptor.
+    pub fn referrer(name: &Name, subject: &Digest, digest: &Digest) -> String {
+        format!(
+            "{}/{}-{}",
+            referrers_dir(name, subject),
+            digest.algorithm().as_str(),
+            digest.hex()
+        )
+    }
+
+    pub const CATALOG_DIR: &str = "_catalog";
+
+    /// The catalog entry of a repository. `/` is not a path separator here (`:` never appears
+    /// in a name), so the catalog is one flat list.
+    pub fn catalog_entry(name: &Name) -> String {
+        format!("{CATALOG_DIR}/{}", name.as_str().replace('/', ":"))
+    }
+
+    /// Turns a catalog entry name back into the repository name.
+    pub fn catalog_name(entry: &str) -> String {
+        entry.replace(':', "/")
+    }
+
+    /// The state of an upload session.
+    pub fn upload(id: &str) -> String {
+        format!("_uploads/{id}")
+    }
+}
