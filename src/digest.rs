@@ -56,7 +56,9 @@ impl Digest {
         let alg = Algorithm::parse(alg).ok_or_else(|| {
             Error::new(ErrorCode::DigestInvalid).with_message("unsupported digest algorithm")
         })?;
-        if hex.len() != alg.hex_len() || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if hex.len() != alg.hex_len()
+            || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(invalid());
         }
         Ok(Digest {
@@ -151,7 +153,8 @@ impl Hasher {
 mod tests {
     use super::*;
 
-    const EMPTY256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn parses_and_formats() {
@@ -194,7 +197,11 @@ mod tests {
                 let saved = h.save();
                 let mut resumed = Hasher::restore(alg, &saved).unwrap();
                 resumed.update(&data[split..]);
-                assert_eq!(resumed.finish(), Digest::of(alg, &data), "{alg:?} split {split}");
+                assert_eq!(
+                    resumed.finish(),
+                    Digest::of(alg, &data),
+                    "{alg:?} split {split}"
+                );
             }
         }
         assert!(Hasher::restore(Algorithm::Sha256, b"short").is_none());

@@ -70,7 +70,9 @@ impl ErrorCode {
             ErrorCode::BlobUploadInvalid => "blob upload invalid",
             ErrorCode::BlobUploadUnknown => "blob upload unknown to registry",
             ErrorCode::DigestInvalid => "provided digest did not match uploaded content",
-            ErrorCode::ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
+            ErrorCode::ManifestBlobUnknown => {
+                "manifest references a manifest or blob unknown to registry"
+            }
             ErrorCode::ManifestInvalid => "manifest invalid",
             ErrorCode::ManifestUnknown => "manifest unknown to registry",
             ErrorCode::NameInvalid => "invalid repository name",

@@ -97,8 +97,9 @@ fn header_media_type(content_type: Option<&str>) -> Option<String> {
 impl Manifest {
     /// Validates a manifest body sent with the given `Content-Type`.
     pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Manifest, Error> {
-        let raw: Raw = serde_json::from_slice(body)
-            .map_err(|e| invalid("manifest is not valid JSON").with_detail(serde_json::json!(e.to_string())))?;
+        let raw: Raw = serde_json::from_slice(body).map_err(|e| {
+            invalid("manifest is not valid JSON").with_detail(serde_json::json!(e.to_string()))
+        })?;
         let header = header_media_type(content_type);
         let media_type = match (header, raw.media_type.clone()) {
             (Some(h), Some(b)) if h != b => {
@@ -131,7 +132,10 @@ impl Manifest {
                 if raw.manifests.is_some() {
                     return Err(invalid("an image manifest cannot list manifests"));
                 }
-                let config = raw.config.as_ref().ok_or_else(|| invalid("manifest has no config"))?;
+                let config = raw
+                    .config
+                    .as_ref()
+                    .ok_or_else(|| invalid("manifest has no config"))?;
                 blobs.push(descriptor_digest(config)?);
                 for layer in raw.layers.as_deref().unwrap_or_default() {
                     let digest = descriptor_digest(layer)?;
@@ -152,7 +156,10 @@ impl Manifest {
                 if raw.config.is_some() || raw.layers.is_some() {
                     return Err(invalid("an index cannot have a config or layers"));
                 }
-                let list = raw.manifests.as_ref().ok_or_else(|| invalid("index has no manifests"))?;
+                let list = raw
+                    .manifests
+                    .as_ref()
+                    .ok_or_else(|| invalid("index has no manifests"))?;
                 for m in list {
                     manifests.push(descriptor_digest(m)?);
                 }
@@ -204,7 +211,10 @@ mod tests {
         let m = Manifest::parse(Some(OCI_MANIFEST), image("").as_bytes()).unwrap();
         assert_eq!(m.kind, Kind::Image);
         assert_eq!(m.blobs.len(), 2);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
         assert!(m.subject.is_none());
     }
 
@@ -214,7 +224,10 @@ mod tests {
             r#","artifactType":"application/vnd.example.sbom","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":1}},"annotations":{{"a":"b"}}"#
         ));
         let m = Manifest::parse(None, body.as_bytes()).unwrap();
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
         assert_eq!(m.subject.as_ref().unwrap().to_string(), D1);
         let d = m.referrer_descriptor(&Digest::parse(D2).unwrap(), 10);
         assert_eq!(d.annotations.unwrap()["a"], "b");
@@ -249,13 +262,28 @@ mod tests {
             (Some(OCI_MANIFEST), "[]".into()),
             (Some(OCI_MANIFEST), "{}".into()),
             (Some(DOCKER_MANIFEST), image("")),
-            (Some("application/vnd.docker.distribution.manifest.v1+prettyjws"), r#"{"schemaVersion":1}"#.into()),
+            (
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+                r#"{"schemaVersion":1}"#.into(),
+            ),
             (Some("application/x-whatever"), image("")),
-            (Some(OCI_MANIFEST), image("").replace("\"schemaVersion\":2", "\"schemaVersion\":3")),
+            (
+                Some(OCI_MANIFEST),
+                image("").replace("\"schemaVersion\":2", "\"schemaVersion\":3"),
+            ),
             (Some(OCI_MANIFEST), bad_digest),
-            (Some(OCI_MANIFEST), image("").replace("\"size\":3", "\"size\":-3")),
-            (Some(OCI_INDEX), format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#)),
-            (Some(OCI_MANIFEST), format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#)),
+            (
+                Some(OCI_MANIFEST),
+                image("").replace("\"size\":3", "\"size\":-3"),
+            ),
+            (
+                Some(OCI_INDEX),
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#),
+            ),
+            (
+                Some(OCI_MANIFEST),
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#),
+            ),
         ];
         for (ct, body) in cases {
             let e = Manifest::parse(ct, body.as_bytes()).unwrap_err();

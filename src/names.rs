@@ -30,8 +30,9 @@ impl Name {
             }
             name.push_str(part);
             if name.len() > MAX_NAME_LEN {
-                return Err(Error::new(ErrorCode::NameInvalid)
-                    .with_message(format!("repository name longer than {MAX_NAME_LEN} characters")));
+                return Err(Error::new(ErrorCode::NameInvalid).with_message(format!(
+                    "repository name longer than {MAX_NAME_LEN} characters"
+                )));
             }
         }
         if name.is_empty() {
@@ -194,7 +195,11 @@ mod tests {
             "a:b",
             long.as_str(),
         ] {
-            assert_eq!(Name::parse(bad).unwrap_err().code, ErrorCode::NameInvalid, "{bad:?}");
+            assert_eq!(
+                Name::parse(bad).unwrap_err().code,
+                ErrorCode::NameInvalid,
+                "{bad:?}"
+            );
         }
         assert!(Name::parse(&"a".repeat(255)).is_ok());
         assert!(Name::from_components(["a/b"]).is_err());
@@ -206,7 +211,11 @@ mod tests {
             assert!(Tag::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", ".x", "-x", "a/b", "a:b", "a b", &"t".repeat(129), "é"] {
-            assert_eq!(Tag::parse(bad).unwrap_err().code, ErrorCode::ManifestInvalid, "{bad}");
+            assert_eq!(
+                Tag::parse(bad).unwrap_err().code,
+                ErrorCode::ManifestInvalid,
+                "{bad}"
+            );
         }
     }
 

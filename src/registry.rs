@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -118,31 +119,35 @@ fn method_not_allowed(allow: &'static str) -> Error {
         .with_header(header::ALLOW, HeaderValue::from_static(allow))
 }
 
-fn query(req: &Request<Body>) -> HashMap<String, String> {
-    req.uri()
+fn query(req: &Parts) -> HashMap<String, String> {
+    req.uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
 }
 
-fn header_str<'a>(req: &'a Request<Body>, name: HeaderName) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+fn header_str(req: &Parts, name: HeaderName) -> Option<&str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn content_length(req: &Request<Body>) -> Result<Option<u64>> {
-    match req.headers().get(header::CONTENT_LENGTH) {
+fn content_length(req: &Parts) -> Result<Option<u64>> {
+    match req.headers.get(header::CONTENT_LENGTH) {
         None => Ok(None),
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map(Some)
-            .ok_or_else(|| Error::new(ErrorCode::SizeInvalid).with_message("invalid Content-Length")),
+            .ok_or_else(|| {
+                Error::new(ErrorCode::SizeInvalid).with_message("invalid Content-Length")
+            }),
     }
 }
 
 fn parse_digest_param(value: Option<&String>) -> Result<Digest> {
-    let v = value.ok_or_else(|| Error::new(ErrorCode::DigestInvalid).with_message("digest parameter missing"))?;
+    let v = value.ok_or_else(|| {
+        Error::new(ErrorCode::DigestInvalid).with_message("digest parameter missing")
+    })?;
     Digest::parse(v)
 }
 
@@ -183,7 +188,11 @@ fn page(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<Strin
 impl<S: Storage> Registry<S> {
     pub fn new(storage: S, config: Config) -> Self {
         let urls = Urls::new(&config.base_url);
-        Registry { storage, config, urls }
+        Registry {
+            storage,
+            config,
+            urls,
+        }
     }
 
     pub fn storage(&self) -> &S {
@@ -206,11 +215,16 @@ impl<S: Storage> Registry<S> {
     }
 
     async fn dispatch(&self, req: Request<Body>) -> Result<Response<Body>> {
-        let route = Route::parse(req.uri().path())?;
-        let m = req.method().clone();
+        let (req, body) = req.into_parts();
+        let route = Route::parse(req.uri.path())?;
+        let m = req.method.clone();
         let get = m == Method::GET || m == Method::HEAD;
         match route {
-            Route::Base if get => Ok(json_response(StatusCode::OK, "application/json", &serde_json::json!({}))),
+            Route::Base if get => Ok(json_response(
+                StatusCode::OK,
+                "application/json",
+                &serde_json::json!({}),
+            )),
             Route::Base => Err(method_not_allowed("GET, HEAD")),
             Route::Catalog if get => self.catalog(&req).await,
             Route::Catalog => Err(method_not_allowed("GET, HEAD")),
@@ -218,23 +232,25 @@ impl<S: Storage> Registry<S> {
             Route::Tags(_) => Err(method_not_allowed("GET, HEAD")),
             Route::Manifest(name, r) => match m {
                 Method::GET | Method::HEAD => self.get_manifest(&name, &r, m == Method::HEAD).await,
-                Method::PUT => self.put_manifest(req, &name, &r).await,
+                Method::PUT => self.put_manifest(&req, body, &name, &r).await,
                 Method::DELETE => self.delete_manifest(&name, &r).await,
                 _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
             },
             Route::Blob(name, d) => match m {
-                Method::GET | Method::HEAD => self.get_blob(&req, &name, &d, m == Method::HEAD).await,
+                Method::GET | Method::HEAD => {
+                    self.get_blob(&req, &name, &d, m == Method::HEAD).await
+                }
                 Method::DELETE => self.delete_blob(&name, &d).await,
                 _ => Err(method_not_allowed("GET, HEAD, DELETE")),
             },
             Route::UploadStart(name) => match m {
-                Method::POST => self.start_upload(req, &name).await,
+                Method::POST => self.start_upload(&req, body, &name).await,
                 _ => Err(method_not_allowed("POST")),
             },
             Route::Upload(name, id) => match m {
                 Method::GET | Method::HEAD => self.upload_status(&name, &id).await,
-                Method::PATCH => self.patch_upload(req, &name, &id).await,
-                Method::PUT => self.put_upload(req, &name, &id).await,
+                Method::PATCH => self.patch_upload(&req, body, &name, &id).await,
+                Method::PUT => self.put_upload(&req, body, &name, &id).await,
                 Method::DELETE => self.cancel_upload(&name, &id).await,
                 _ => Err(method_not_allowed("GET, HEAD, PATCH, PUT, DELETE")),
             },
@@ -254,7 +270,10 @@ impl<S: Storage> Registry<S> {
     async fn ensure_catalog(&self, name: &Name) -> Result<()> {
         let key = keys::catalog_entry(name);
         if !self.exists(&key).await? {
-            self.storage.put(&key, Bytes::new()).await.map_err(internal)?;
+            self.storage
+                .put(&key, Bytes::new())
+                .await
+                .map_err(internal)?;
         }
         Ok(())
     }
@@ -262,12 +281,15 @@ impl<S: Storage> Registry<S> {
     async fn link_blob(&self, name: &Name, digest: &Digest) -> Result<()> {
         let key = keys::blob_link(name, digest);
         if !self.exists(&key).await? {
-            self.storage.put(&key, Bytes::new()).await.map_err(internal)?;
+            self.storage
+                .put(&key, Bytes::new())
+                .await
+                .map_err(internal)?;
         }
         self.ensure_catalog(name).await
     }
 
-    async fn catalog(&self, req: &Request<Body>) -> Result<Response<Body>> {
+    async fn catalog(&self, req: &Parts) -> Result<Response<Body>> {
         let q = query(req);
         let (n, last) = pagination(&q)?;
         let mut names: Vec<String> = self
@@ -287,19 +309,25 @@ impl<S: Storage> Registry<S> {
         );
         if more {
             if let (Some(n), Some(l)) = (n, repos.last()) {
-                resp.headers_mut().insert(header::LINK, hv(&self.urls.catalog_next(n, l)));
+                resp.headers_mut()
+                    .insert(header::LINK, hv(&self.urls.catalog_next(n, l)));
             }
         }
         Ok(resp)
     }
 
-    async fn tags(&self, req: &Request<Body>, name: &Name) -> Result<Response<Body>> {
+    async fn tags(&self, req: &Parts, name: &Name) -> Result<Response<Body>> {
         let q = query(req);
         let (n, last) = pagination(&q)?;
         if !self.exists(&keys::catalog_entry(name)).await? {
-            return Err(Error::new(ErrorCode::NameUnknown).with_detail(serde_json::json!({ "name": name.as_str() })));
+            return Err(Error::new(ErrorCode::NameUnknown)
+                .with_detail(serde_json::json!({ "name": name.as_str() })));
         }
-        let mut tags = self.storage.list(&keys::tags_dir(name)).await.map_err(internal)?;
+        let mut tags = self
+            .storage
+            .list(&keys::tags_dir(name))
+            .await
+            .map_err(internal)?;
         tags.sort();
         let (tags, more) = page(tags, n, last.as_deref());
         let mut resp = json_response(
@@ -309,7 +337,8 @@ impl<S: Storage> Registry<S> {
         );
         if more {
             if let (Some(n), Some(l)) = (n, tags.last()) {
-                resp.headers_mut().insert(header::LINK, hv(&self.urls.tags_next(name, n, l)));
+                resp.headers_mut()
+                    .insert(header::LINK, hv(&self.urls.tags_next(name, n, l)));
             }
         }
         Ok(resp)
@@ -317,20 +346,36 @@ impl<S: Storage> Registry<S> {
 
     // ---- blobs --------------------------------------------------------------------------
 
-    async fn get_blob(&self, req: &Request<Body>, name: &Name, digest: &str, head: bool) -> Result<Response<Body>> {
+    async fn get_blob(
+        &self,
+        req: &Parts,
+        name: &Name,
+        digest: &str,
+        head: bool,
+    ) -> Result<Response<Body>> {
         let digest = Digest::parse(digest)?;
-        let unknown = || Error::new(ErrorCode::BlobUnknown).with_detail(serde_json::json!({ "digest": digest.to_string() }));
+        let unknown = || {
+            Error::new(ErrorCode::BlobUnknown)
+                .with_detail(serde_json::json!({ "digest": digest.to_string() }))
+        };
         if !self.exists(&keys::blob_link(name, &digest)).await? {
             return Err(unknown());
         }
-        let size = self.storage.blob_size(&digest).await.map_err(internal)?.ok_or_else(unknown)?;
+        let size = self
+            .storage
+            .blob_size(&digest)
+            .await
+            .map_err(internal)?
+            .ok_or_else(unknown)?;
         let range = match header_str(req, header::RANGE) {
             Some(r) => parse_range(r, size),
             None => ByteRange::Full,
         };
         let (status, start, len) = match range {
             ByteRange::Full => (StatusCode::OK, 0, size),
-            ByteRange::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+            ByteRange::Partial { start, end } => {
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
             ByteRange::Unsatisfiable => {
                 return Err(Error::new(ErrorCode::SizeInvalid)
                     .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -346,7 +391,10 @@ impl<S: Storage> Registry<S> {
             .header(header::CACHE_CONTROL, "max-age=31536000")
             .header(CONTENT_DIGEST, digest.to_string());
         if status == StatusCode::PARTIAL_CONTENT {
-            b = b.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", start, start + len - 1, size));
+            b = b.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", start, start + len - 1, size),
+            );
         }
         if head {
             return Ok(finish(b, Body::Empty));
@@ -364,7 +412,8 @@ impl<S: Storage> Registry<S> {
         let digest = Digest::parse(digest)?;
         let key = keys::blob_link(name, &digest);
         if !self.exists(&key).await? {
-            return Err(Error::new(ErrorCode::BlobUnknown).with_detail(serde_json::json!({ "digest": digest.to_string() })));
+            return Err(Error::new(ErrorCode::BlobUnknown)
+                .with_detail(serde_json::json!({ "digest": digest.to_string() })));
         }
         self.storage.delete(&key).await.map_err(internal)?;
         Ok(finish(
@@ -375,7 +424,13 @@ impl<S: Storage> Registry<S> {
 
     // ---- uploads ------------------------------------------------------------------------
 
-    fn upload_response(&self, status: StatusCode, name: &Name, id: &str, offset: u64) -> http::response::Builder {
+    fn upload_response(
+        &self,
+        status: StatusCode,
+        name: &Name,
+        id: &str,
+        offset: u64,
+    ) -> http::response::Builder {
         response(status)
             .header(header::LOCATION, self.urls.upload(name, id))
             .header(header::RANGE, format!("0-{}", offset.saturating_sub(1)))
@@ -393,14 +448,21 @@ impl<S: Storage> Registry<S> {
         )
     }
 
-    async fn start_upload(&self, req: Request<Body>, name: &Name) -> Result<Response<Body>> {
-        let q = query(&req);
+    async fn start_upload(&self, req: &Parts, body: Body, name: &Name) -> Result<Response<Body>> {
+        let q = query(req);
         if let Some(mount) = q.get("mount") {
             let digest = Digest::parse(mount)?;
             if let Some(from) = q.get("from") {
                 let from = Name::parse(from)?;
                 let linked = self.exists(&keys::blob_link(&from, &digest)).await?;
-                if linked && self.storage.blob_size(&digest).await.map_err(internal)?.is_some() {
+                if linked
+                    && self
+                        .storage
+                        .blob_size(&digest)
+                        .await
+                        .map_err(internal)?
+                        .is_some()
+                {
                     self.link_blob(name, &digest).await?;
                     return Ok(self.blob_created(name, &digest));
                 }
@@ -409,12 +471,15 @@ impl<S: Storage> Registry<S> {
         } else if q.contains_key("digest") {
             // Monolithic upload: the whole blob in this one request.
             let digest = parse_digest_param(q.get("digest"))?;
-            let expected = content_length(&req)?;
+            let expected = content_length(req)?;
             let id = new_upload_id();
             let mut state = UploadState::new(name, digest.algorithm(), (self.config.now)());
-            let received = self.receive(&mut state, &id, req.into_body(), expected).await;
+            let received = self.receive(&mut state, &id, body, expected).await;
             if let Err(e) = received {
-                let _ = self.storage.upload_delete(&id, state.backend.as_deref()).await;
+                let _ = self
+                    .storage
+                    .upload_delete(&id, state.backend.as_deref())
+                    .await;
                 return Err(e);
             }
             return self.complete(state, &id, name, &digest).await;
@@ -430,11 +495,18 @@ impl<S: Storage> Registry<S> {
     }
 
     async fn load_state(&self, name: &Name, id: &str) -> Result<UploadState> {
-        let unknown = || Error::new(ErrorCode::BlobUploadUnknown).with_detail(serde_json::json!({ "id": id }));
+        let unknown = || {
+            Error::new(ErrorCode::BlobUploadUnknown).with_detail(serde_json::json!({ "id": id }))
+        };
         if !valid_upload_id(id) {
             return Err(unknown());
         }
-        let raw = self.storage.get(&keys::upload(id)).await.map_err(internal)?.ok_or_else(unknown)?;
+        let raw = self
+            .storage
+            .get(&keys::upload(id))
+            .await
+            .map_err(internal)?
+            .ok_or_else(unknown)?;
         let state = UploadState::decode(&raw).ok_or_else(unknown)?;
         if state.repo != name.as_str() {
             return Err(unknown());
@@ -450,7 +522,13 @@ impl<S: Storage> Registry<S> {
     }
 
     /// Checks a chunk's `Content-Range` against the session; returns the chunk's length.
-    fn check_content_range(&self, req: &Request<Body>, name: &Name, id: &str, state: &UploadState) -> Result<Option<u64>> {
+    fn check_content_range(
+        &self,
+        req: &Parts,
+        name: &Name,
+        id: &str,
+        state: &UploadState,
+    ) -> Result<Option<u64>> {
         let length = content_length(req)?;
         let Some(cr) = header_str(req, header::CONTENT_RANGE) else {
             return Ok(length);
@@ -459,7 +537,10 @@ impl<S: Storage> Registry<S> {
             Error::new(ErrorCode::BlobUploadInvalid)
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .with_message("chunk does not start where the upload ends")
-                .with_header(header::RANGE, hv(&format!("0-{}", state.offset.saturating_sub(1))))
+                .with_header(
+                    header::RANGE,
+                    hv(&format!("0-{}", state.offset.saturating_sub(1))),
+                )
                 .with_header(header::LOCATION, hv(&self.urls.upload(name, id)))
                 .with_header(UPLOAD_UUID, hv(id))
         };
@@ -469,15 +550,24 @@ impl<S: Storage> Registry<S> {
         }
         let chunk = end - start + 1;
         if length.is_some_and(|l| l != chunk) {
-            return Err(Error::new(ErrorCode::SizeInvalid).with_message("Content-Length does not match Content-Range"));
+            return Err(Error::new(ErrorCode::SizeInvalid)
+                .with_message("Content-Length does not match Content-Range"));
         }
         Ok(Some(chunk))
     }
 
     /// Streams a request body into an upload, hashing it on the way, and saves the session's
     /// new offset and hash state only once the bytes are durable.
-    async fn receive(&self, state: &mut UploadState, id: &str, body: Body, expected: Option<u64>) -> Result<()> {
-        let mut hasher = state.hasher().ok_or_else(|| Error::internal("corrupt upload state"))?;
+    async fn receive(
+        &self,
+        state: &mut UploadState,
+        id: &str,
+        body: Body,
+        expected: Option<u64>,
+    ) -> Result<()> {
+        let mut hasher = state
+            .hasher()
+            .ok_or_else(|| Error::internal("corrupt upload state"))?;
         let mut writer = self
             .storage
             .upload_writer(id, state.offset, state.backend.as_deref())
@@ -491,13 +581,17 @@ impl<S: Storage> Registry<S> {
             })?;
             n += chunk.len() as u64;
             if expected.is_some_and(|e| n > e) {
-                return Err(Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared"));
+                return Err(
+                    Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared")
+                );
             }
             hasher.update(&chunk);
             writer.write(chunk).await.map_err(internal)?;
         }
         if expected.is_some_and(|e| n != e) {
-            return Err(Error::new(ErrorCode::SizeInvalid).with_message("body shorter than declared"));
+            return Err(
+                Error::new(ErrorCode::SizeInvalid).with_message("body shorter than declared")
+            );
         }
         state.backend = writer.finish().await.map_err(internal)?;
         state.offset += n;
@@ -505,10 +599,16 @@ impl<S: Storage> Registry<S> {
         Ok(())
     }
 
-    async fn patch_upload(&self, req: Request<Body>, name: &Name, id: &str) -> Result<Response<Body>> {
+    async fn patch_upload(
+        &self,
+        req: &Parts,
+        body: Body,
+        name: &Name,
+        id: &str,
+    ) -> Result<Response<Body>> {
         let mut state = self.load_state(name, id).await?;
-        let expected = self.check_content_range(&req, name, id, &state)?;
-        self.receive(&mut state, id, req.into_body(), expected).await?;
+        let expected = self.check_content_range(req, name, id, &state)?;
+        self.receive(&mut state, id, body, expected).await?;
         self.save_state(id, &state).await?;
         Ok(finish(
             self.upload_response(StatusCode::ACCEPTED, name, id, state.offset),
@@ -516,26 +616,45 @@ impl<S: Storage> Registry<S> {
         ))
     }
 
-    async fn put_upload(&self, req: Request<Body>, name: &Name, id: &str) -> Result<Response<Body>> {
+    async fn put_upload(
+        &self,
+        req: &Parts,
+        body: Body,
+        name: &Name,
+        id: &str,
+    ) -> Result<Response<Body>> {
         let mut state = self.load_state(name, id).await?;
-        let q = query(&req);
+        let q = query(req);
         let digest = parse_digest_param(q.get("digest"))?;
-        let expected = self.check_content_range(&req, name, id, &state)?;
+        let expected = self.check_content_range(req, name, id, &state)?;
         if expected != Some(0) {
-            self.receive(&mut state, id, req.into_body(), expected).await?;
+            self.receive(&mut state, id, body, expected).await?;
         }
         self.complete(state, id, name, &digest).await
     }
 
     /// Verifies the finished upload against `digest` and turns it into a blob of the repository.
-    async fn complete(&self, state: UploadState, id: &str, name: &Name, digest: &Digest) -> Result<Response<Body>> {
+    async fn complete(
+        &self,
+        state: UploadState,
+        id: &str,
+        name: &Name,
+        digest: &Digest,
+    ) -> Result<Response<Body>> {
         let backend = state.backend.as_deref();
         let actual = if state.algorithm() == Some(digest.algorithm()) {
-            state.hasher().ok_or_else(|| Error::internal("corrupt upload state"))?.finish()
+            state
+                .hasher()
+                .ok_or_else(|| Error::internal("corrupt upload state"))?
+                .finish()
         } else {
             // The session hashed with another algorithm: hash the stored bytes once more.
             let mut h = Hasher::new(digest.algorithm());
-            let mut s = self.storage.upload_read(id, state.offset, backend).await.map_err(internal)?;
+            let mut s = self
+                .storage
+                .upload_read(id, state.offset, backend)
+                .await
+                .map_err(internal)?;
             while let Some(chunk) = s.next().await {
                 h.update(&chunk.map_err(|e| Error::internal(e.to_string()))?);
             }
@@ -544,15 +663,19 @@ impl<S: Storage> Registry<S> {
         if &actual != digest {
             let _ = self.storage.upload_delete(id, backend).await;
             let _ = self.storage.delete(&keys::upload(id)).await;
-            return Err(Error::new(ErrorCode::DigestInvalid)
-                .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string() })));
+            return Err(Error::new(ErrorCode::DigestInvalid).with_detail(
+                serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string() }),
+            ));
         }
         self.storage
             .upload_commit(id, digest, state.offset, backend)
             .await
             .map_err(internal)?;
         self.link_blob(name, digest).await?;
-        self.storage.delete(&keys::upload(id)).await.map_err(internal)?;
+        self.storage
+            .delete(&keys::upload(id))
+            .await
+            .map_err(internal)?;
         Ok(self.blob_created(name, digest))
     }
 
@@ -566,7 +689,10 @@ impl<S: Storage> Registry<S> {
 
     async fn cancel_upload(&self, name: &Name, id: &str) -> Result<Response<Body>> {
         let state = self.load_state(name, id).await?;
-        self.storage.delete(&keys::upload(id)).await.map_err(internal)?;
+        self.storage
+            .delete(&keys::upload(id))
+            .await
+            .map_err(internal)?;
         self.storage
             .upload_delete(id, state.backend.as_deref())
             .await
@@ -580,14 +706,28 @@ impl<S: Storage> Registry<S> {
     // ---- manifests ----------------------------------------------------------------------
 
     /// Resolves a reference to the digest and record of a manifest in the repository.
-    async fn resolve(&self, name: &Name, reference: &Reference) -> Result<(Digest, ManifestRecord)> {
-        let unknown = || Error::new(ErrorCode::ManifestUnknown).with_detail(serde_json::json!({ "reference": reference.to_string() }));
+    async fn resolve(
+        &self,
+        name: &Name,
+        reference: &Reference,
+    ) -> Result<(Digest, ManifestRecord)> {
+        let unknown = || {
+            Error::new(ErrorCode::ManifestUnknown)
+                .with_detail(serde_json::json!({ "reference": reference.to_string() }))
+        };
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(t) => {
-                let raw = self.storage.get(&keys::tag(name, t)).await.map_err(internal)?.ok_or_else(unknown)?;
-                Digest::parse(std::str::from_utf8(&raw).map_err(|_| Error::internal("corrupt tag"))?)
-                    .map_err(|_| Error::internal("corrupt tag"))?
+                let raw = self
+                    .storage
+                    .get(&keys::tag(name, t))
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(unknown)?;
+                Digest::parse(
+                    std::str::from_utf8(&raw).map_err(|_| Error::internal("corrupt tag"))?,
+                )
+                .map_err(|_| Error::internal("corrupt tag"))?
             }
         };
         let raw = self
@@ -596,11 +736,17 @@ impl<S: Storage> Registry<S> {
             .await
             .map_err(internal)?
             .ok_or_else(unknown)?;
-        let record: ManifestRecord = serde_json::from_slice(&raw).map_err(|_| Error::internal("corrupt manifest record"))?;
+        let record: ManifestRecord =
+            serde_json::from_slice(&raw).map_err(|_| Error::internal("corrupt manifest record"))?;
         Ok((digest, record))
     }
 
-    async fn get_manifest(&self, name: &Name, reference: &str, head: bool) -> Result<Response<Body>> {
+    async fn get_manifest(
+        &self,
+        name: &Name,
+        reference: &str,
+        head: bool,
+    ) -> Result<Response<Body>> {
         let reference = Reference::parse(reference)?;
         let (digest, record) = self.resolve(name, &reference).await?;
         let b = response(StatusCode::OK)
@@ -620,7 +766,13 @@ impl<S: Storage> Registry<S> {
         Ok(finish(b, Body::Stream(stream)))
     }
 
-    async fn put_manifest(&self, req: Request<Body>, name: &Name, reference: &str) -> Result<Response<Body>> {
+    async fn put_manifest(
+        &self,
+        req: &Parts,
+        body: Body,
+        name: &Name,
+        reference: &str,
+    ) -> Result<Response<Body>> {
         let reference = Reference::parse(reference)?;
         let limit = self.config.max_manifest_size;
         let too_large = || {
@@ -628,15 +780,16 @@ impl<S: Storage> Registry<S> {
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE)
                 .with_message(format!("manifest larger than {limit} bytes"))
         };
-        if content_length(&req)?.is_some_and(|l| l > limit as u64) {
+        if content_length(req)?.is_some_and(|l| l > limit as u64) {
             return Err(too_large());
         }
-        let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
-        let body = req
-            .into_body()
+        let content_type = header_str(req, header::CONTENT_TYPE).map(str::to_string);
+        let body = body
             .collect_limited(limit)
             .await
-            .map_err(|_| Error::new(ErrorCode::ManifestInvalid).with_message("request body ended early"))?
+            .map_err(|_| {
+                Error::new(ErrorCode::ManifestInvalid).with_message("request body ended early")
+            })?
             .ok_or_else(too_large)?;
         let manifest = Manifest::parse(content_type.as_deref(), &body)?;
         let digest = match &reference {
@@ -652,26 +805,34 @@ impl<S: Storage> Registry<S> {
         };
         for blob in &manifest.blobs {
             if !self.exists(&keys::blob_link(name, blob)).await? {
-                return Err(Error::new(ErrorCode::ManifestBlobUnknown).with_detail(serde_json::json!({ "digest": blob.to_string() })));
+                return Err(Error::new(ErrorCode::ManifestBlobUnknown)
+                    .with_detail(serde_json::json!({ "digest": blob.to_string() })));
             }
         }
         for m in &manifest.manifests {
             if !self.exists(&keys::manifest(name, m)).await? {
-                return Err(Error::new(ErrorCode::ManifestBlobUnknown).with_detail(serde_json::json!({ "digest": m.to_string() })));
+                return Err(Error::new(ErrorCode::ManifestBlobUnknown)
+                    .with_detail(serde_json::json!({ "digest": m.to_string() })));
             }
         }
 
         // Content first, then the links that make it visible: a crash in between leaves
         // unreferenced bytes, never a dangling tag.
         let size = body.len() as u64;
-        self.storage.blob_put(&digest, body).await.map_err(internal)?;
+        self.storage
+            .blob_put(&digest, body)
+            .await
+            .map_err(internal)?;
         let record = ManifestRecord {
             media_type: manifest.media_type.clone(),
             size,
             subject: manifest.subject.as_ref().map(|s| s.to_string()),
         };
         self.storage
-            .put(&keys::manifest(name, &digest), Bytes::from(serde_json::to_vec(&record).unwrap_or_default()))
+            .put(
+                &keys::manifest(name, &digest),
+                Bytes::from(serde_json::to_vec(&record).unwrap_or_default()),
+            )
             .await
             .map_err(internal)?;
         if let Some(subject) = &manifest.subject {
@@ -703,12 +864,18 @@ impl<S: Storage> Registry<S> {
 
     async fn delete_manifest(&self, name: &Name, reference: &str) -> Result<Response<Body>> {
         let reference = Reference::parse(reference)?;
-        let accepted = || finish(response(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0), Body::Empty);
+        let accepted = || {
+            finish(
+                response(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0),
+                Body::Empty,
+            )
+        };
         match &reference {
             Reference::Tag(tag) => {
                 let key = keys::tag(name, tag);
                 if !self.exists(&key).await? {
-                    return Err(Error::new(ErrorCode::ManifestUnknown).with_detail(serde_json::json!({ "tag": tag.as_str() })));
+                    return Err(Error::new(ErrorCode::ManifestUnknown)
+                        .with_detail(serde_json::json!({ "tag": tag.as_str() })));
                 }
                 self.storage.delete(&key).await.map_err(internal)?;
                 Ok(accepted())
@@ -717,14 +884,25 @@ impl<S: Storage> Registry<S> {
                 let (digest, record) = self.resolve(name, &reference).await?;
                 // Tags first, so no tag ever points at a manifest that is gone.
                 let digest_str = digest.to_string();
-                for t in self.storage.list(&keys::tags_dir(name)).await.map_err(internal)? {
+                for t in self
+                    .storage
+                    .list(&keys::tags_dir(name))
+                    .await
+                    .map_err(internal)?
+                {
                     let Ok(tag) = Tag::parse(&t) else { continue };
                     let key = keys::tag(name, &tag);
-                    if self.storage.get(&key).await.map_err(internal)?.as_deref() == Some(digest_str.as_bytes()) {
+                    if self.storage.get(&key).await.map_err(internal)?.as_deref()
+                        == Some(digest_str.as_bytes())
+                    {
                         self.storage.delete(&key).await.map_err(internal)?;
                     }
                 }
-                if let Some(subject) = record.subject.as_deref().and_then(|s| Digest::parse(s).ok()) {
+                if let Some(subject) = record
+                    .subject
+                    .as_deref()
+                    .and_then(|s| Digest::parse(s).ok())
+                {
                     self.storage
                         .delete(&keys::referrer(name, &subject, &digest))
                         .await
@@ -741,15 +919,24 @@ impl<S: Storage> Registry<S> {
 
     // ---- referrers ----------------------------------------------------------------------
 
-    async fn referrers(&self, req: &Request<Body>, name: &Name, digest: &str) -> Result<Response<Body>> {
+    async fn referrers(&self, req: &Parts, name: &Name, digest: &str) -> Result<Response<Body>> {
         let subject = Digest::parse(digest)?;
         let q = query(req);
         let filter = q.get("artifactType");
         let mut manifests: Vec<Descriptor> = Vec::new();
-        for entry in self.storage.list(&keys::referrers_dir(name, &subject)).await.map_err(internal)? {
+        for entry in self
+            .storage
+            .list(&keys::referrers_dir(name, &subject))
+            .await
+            .map_err(internal)?
+        {
             let key = format!("{}/{}", keys::referrers_dir(name, &subject), entry);
-            let Some(raw) = self.storage.get(&key).await.map_err(internal)? else { continue };
-            let Ok(desc) = serde_json::from_slice::<Descriptor>(&raw) else { continue };
+            let Some(raw) = self.storage.get(&key).await.map_err(internal)? else {
+                continue;
+            };
+            let Ok(desc) = serde_json::from_slice::<Descriptor>(&raw) else {
+                continue;
+            };
             if filter.is_some_and(|f| desc.artifact_type.as_ref() != Some(f)) {
                 continue;
             }
@@ -762,7 +949,10 @@ impl<S: Storage> Registry<S> {
             &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
         );
         if filter.is_some() {
-            resp.headers_mut().insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+            resp.headers_mut().insert(
+                OCI_FILTERS_APPLIED,
+                HeaderValue::from_static("artifactType"),
+            );
         }
         Ok(resp)
     }
@@ -776,10 +966,19 @@ mod tests {
     fn pages() {
         let v: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
         assert_eq!(page(v.clone(), None, None), (v.clone(), false));
-        assert_eq!(page(v.clone(), Some(2), None), (vec!["a".into(), "b".into()], true));
-        assert_eq!(page(v.clone(), Some(2), Some("b")), (vec!["c".into(), "d".into()], false));
+        assert_eq!(
+            page(v.clone(), Some(2), None),
+            (vec!["a".into(), "b".into()], true)
+        );
+        assert_eq!(
+            page(v.clone(), Some(2), Some("b")),
+            (vec!["c".into(), "d".into()], false)
+        );
         assert_eq!(page(v.clone(), Some(0), None), (vec![], false));
-        assert_eq!(page(v.clone(), Some(10), Some("bb")), (vec!["c".into(), "d".into()], false));
+        assert_eq!(
+            page(v.clone(), Some(10), Some("bb")),
+            (vec!["c".into(), "d".into()], false)
+        );
         assert_eq!(page(v.clone(), None, Some("z")), (vec![], false));
         assert_eq!(page(v, Some(4), None).1, false);
     }

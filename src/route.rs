@@ -47,8 +47,10 @@ fn router() -> &'static matchit::Router<Area> {
         let mut r = matchit::Router::new();
         r.insert("/v2", Area::Base).expect("static route");
         r.insert("/v2/", Area::Base).expect("static route");
-        r.insert("/v2/_catalog", Area::Catalog).expect("static route");
-        r.insert("/v2/{*rest}", Area::Repository).expect("static route");
+        r.insert("/v2/_catalog", Area::Catalog)
+            .expect("static route");
+        r.insert("/v2/{*rest}", Area::Repository)
+            .expect("static route");
         r.insert("/", Area::Ui).expect("static route");
         r.insert("/{*path}", Area::Ui).expect("static route");
         r
@@ -69,7 +71,9 @@ impl Route {
         match matched.value {
             Area::Base => Ok(Route::Base),
             Area::Catalog => Ok(Route::Catalog),
-            Area::Ui => Ok(Route::Ui(matched.params.get("path").unwrap_or("").to_string())),
+            Area::Ui => Ok(Route::Ui(
+                matched.params.get("path").unwrap_or("").to_string(),
+            )),
             Area::Repository => {
                 let rest = matched.params.get("rest").unwrap_or("");
                 parse_repository_path(rest)
@@ -132,17 +136,38 @@ mod tests {
             ("/v2", Route::Base),
             ("/v2/_catalog", Route::Catalog),
             ("/v2/a/tags/list", Route::Tags(name("a"))),
-            ("/v2/a/b/c/manifests/latest", Route::Manifest(name("a/b/c"), "latest".into())),
-            (&format!("/v2/a/blobs/{d}"), Route::Blob(name("a"), d.into())),
-            (&format!("/v2/a/blobs/sha256%3A{}", &d[7..]), Route::Blob(name("a"), d.into())),
+            (
+                "/v2/a/b/c/manifests/latest",
+                Route::Manifest(name("a/b/c"), "latest".into()),
+            ),
+            (
+                &format!("/v2/a/blobs/{d}"),
+                Route::Blob(name("a"), d.into()),
+            ),
+            (
+                &format!("/v2/a/blobs/sha256%3A{}", &d[7..]),
+                Route::Blob(name("a"), d.into()),
+            ),
             ("/v2/a/blobs/uploads/", Route::UploadStart(name("a"))),
             ("/v2/a/blobs/uploads", Route::UploadStart(name("a"))),
-            ("/v2/a/blobs/uploads/xyz", Route::Upload(name("a"), "xyz".into())),
-            (&format!("/v2/x/referrers/{d}"), Route::Referrers(name("x"), d.into())),
+            (
+                "/v2/a/blobs/uploads/xyz",
+                Route::Upload(name("a"), "xyz".into()),
+            ),
+            (
+                &format!("/v2/x/referrers/{d}"),
+                Route::Referrers(name("x"), d.into()),
+            ),
             // Names may contain the words the API uses.
-            ("/v2/blobs/manifests/manifests/t", Route::Manifest(name("blobs/manifests"), "t".into())),
+            (
+                "/v2/blobs/manifests/manifests/t",
+                Route::Manifest(name("blobs/manifests"), "t".into()),
+            ),
             ("/v2/tags/list/tags/list", Route::Tags(name("tags/list"))),
-            ("/v2/a/blobs/uploads/blobs/uploads/", Route::UploadStart(name("a/blobs/uploads"))),
+            (
+                "/v2/a/blobs/uploads/blobs/uploads/",
+                Route::UploadStart(name("a/blobs/uploads")),
+            ),
             ("/", Route::Ui(String::new())),
             ("/app.js", Route::Ui("app.js".into())),
         ];

@@ -71,7 +71,14 @@ pub fn new_upload_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Whether `id` has the form [`new_upload_id`] gives; anything else is unknown (and never
@@ -93,7 +100,13 @@ mod tests {
         let a = new_upload_id();
         assert!(valid_upload_id(&a), "{a}");
         assert_ne!(a, new_upload_id());
-        for bad in ["", "../../etc", "0123", &a.to_uppercase(), &a.replace('-', "_")] {
+        for bad in [
+            "",
+            "../../etc",
+            "0123",
+            &a.to_uppercase(),
+            &a.replace('-', "_"),
+        ] {
             assert!(!valid_upload_id(bad), "{bad}");
         }
     }
@@ -109,7 +122,10 @@ mod tests {
         let back = UploadState::decode(&s.encode()).unwrap();
         let mut h2 = back.hasher().unwrap();
         h2.update(b"world");
-        assert_eq!(h2.finish(), crate::digest::Digest::of(Algorithm::Sha256, b"hello world"));
+        assert_eq!(
+            h2.finish(),
+            crate::digest::Digest::of(Algorithm::Sha256, b"hello world")
+        );
         assert!(UploadState::decode(b"{}").is_none());
     }
 }

@@ -73,7 +73,10 @@ mod tests {
         assert_eq!(rel.blob(&name, &d), format!("/v2/a/b/blobs/{d}"));
         assert_eq!(rel.manifest(&name, &d), format!("/v2/a/b/manifests/{d}"));
         assert_eq!(rel.upload(&name, "u-1"), "/v2/a/b/blobs/uploads/u-1");
-        assert_eq!(rel.tags_next(&name, 2, "v1.0"), "</v2/a/b/tags/list?n=2&last=v1.0>; rel=\"next\"");
+        assert_eq!(
+            rel.tags_next(&name, 2, "v1.0"),
+            "</v2/a/b/tags/list?n=2&last=v1.0>; rel=\"next\""
+        );
         let abs = Urls::new("https://r.example/");
         assert_eq!(
             abs.catalog_next(10, "x/y"),

@@ -72,7 +72,12 @@ impl Storage for MemoryStorage {
         Ok(self.lock().blobs.get(digest).map(|b| b.len() as u64))
     }
 
-    async fn blob_read(&self, digest: &Digest, start: u64, len: u64) -> StorageResult<Option<ByteStream>> {
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> StorageResult<Option<ByteStream>> {
         let inner = self.lock();
         let Some(blob) = inner.blobs.get(digest) else {
             return Ok(None);
@@ -101,7 +106,12 @@ impl Storage for MemoryStorage {
         }))
     }
 
-    async fn upload_read(&self, id: &str, len: u64, _backend: Option<&str>) -> StorageResult<ByteStream> {
+    async fn upload_read(
+        &self,
+        id: &str,
+        len: u64,
+        _backend: Option<&str>,
+    ) -> StorageResult<ByteStream> {
         let inner = self.lock();
         let data = inner
             .uploads
@@ -124,7 +134,9 @@ impl Storage for MemoryStorage {
             return Ok(());
         }
         if (data.len() as u64) < size {
-            return Err(StorageError(format!("upload {id} holds fewer than {size} bytes")));
+            return Err(StorageError(format!(
+                "upload {id} holds fewer than {size} bytes"
+            )));
         }
         data.truncate(size as usize);
         inner.blobs.insert(digest.clone(), Bytes::from(data));
@@ -156,7 +168,10 @@ impl UploadWriter for MemoryWriter {
         let mut inner = self.storage.lock();
         let data = inner.uploads.entry(self.id.clone()).or_default();
         if data.len() < self.offset {
-            return Err(StorageError(format!("upload {} is shorter than its offset", self.id)));
+            return Err(StorageError(format!(
+                "upload {} is shorter than its offset",
+                self.id
+            )));
         }
         data.truncate(self.offset);
         data.extend_from_slice(&self.pending);

@@ -51,7 +51,12 @@ pub trait Storage: MaybeSendSync {
     /// The size of a stored blob, or `None`.
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
     /// Streams `len` bytes of a blob from `start`, or `None` when the blob is not stored.
-    async fn blob_read(&self, digest: &Digest, start: u64, len: u64) -> StorageResult<Option<ByteStream>>;
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> StorageResult<Option<ByteStream>>;
     /// Stores a small blob (a manifest) whose digest the caller has verified.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()>;
 
@@ -65,7 +70,12 @@ pub trait Storage: MaybeSendSync {
         backend: Option<&str>,
     ) -> StorageResult<Box<dyn UploadWriter>>;
     /// Streams the first `len` bytes of upload `id` (to hash them with another algorithm).
-    async fn upload_read(&self, id: &str, len: u64, backend: Option<&str>) -> StorageResult<ByteStream>;
+    async fn upload_read(
+        &self,
+        id: &str,
+        len: u64,
+        backend: Option<&str>,
+    ) -> StorageResult<ByteStream>;
     /// Turns the first `size` bytes of upload `id`, verified to hash to `digest`, into that
     /// blob, and removes the upload data. Already holding the blob is success.
     async fn upload_commit(
@@ -98,12 +108,20 @@ pub mod keys {
 
     /// The link that puts a blob into a repository.
     pub fn blob_link(name: &Name, digest: &Digest) -> String {
-        format!("repositories/{name}/_layers/{}/{}", digest.algorithm().as_str(), digest.hex())
+        format!(
+            "repositories/{name}/_layers/{}/{}",
+            digest.algorithm().as_str(),
+            digest.hex()
+        )
     }
 
     /// The record of a manifest revision in a repository: its media type, size and subject.
     pub fn manifest(name: &Name, digest: &Digest) -> String {
-        format!("repositories/{name}/_manifests/{}/{}", digest.algorithm().as_str(), digest.hex())
+        format!(
+            "repositories/{name}/_manifests/{}/{}",
+            digest.algorithm().as_str(),
+            digest.hex()
+        )
     }
 
     pub fn tags_dir(name: &Name) -> String {

@@ -1,0 +1,351 @@
+//! Storage on the local filesystem, the native default.
+//!
+//! Layout under the root:
+//! - `blobs/<alg>/<first two hex>/<hex>`: blob data, each stored once;
+//! - `meta/<key>`: the small objects (links, tags, referrers, catalog, upload states);
+//! - `uploads/<id>`: the data of open upload sessions;
+//! - `tmp/`: files being written, renamed into place when complete.
+//!
+//! Every small object and blob is written to `tmp/`, fsynced, then renamed into place (and the
+//! directory fsynced), so a reader or a crash sees the old content or the new, never a part.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::body::{BoxError, ByteStream};
+use crate::digest::Digest;
+use crate::storage::{Storage, StorageError, StorageResult, UploadWriter};
+
+/// How much a read of blob data asks the disk for at once.
+const READ_CHUNK: usize = 1024 * 1024;
+/// How much upload data is gathered before one write to disk.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct FsStorage {
+    root: Arc<PathBuf>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> StorageResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError(format!("storage task failed: {e}")))?
+        .map_err(StorageError::from)
+}
+
+fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn temp_name() -> String {
+    crate::upload::new_upload_id()
+}
+
+impl FsStorage {
+    /// Opens (creating if needed) a store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        for d in ["blobs", "meta", "uploads", "tmp"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        // Files left in tmp/ by a crash were never renamed into place: nothing refers to them.
+        for entry in fs::read_dir(root.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(FsStorage {
+            root: Arc::new(root),
+        })
+    }
+
+    fn meta_path(&self, key: &str) -> PathBuf {
+        self.root.join("meta").join(key)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(temp_name())
+    }
+}
+
+/// Writes `data` to `dest` atomically: temp file, fsync, rename, fsync of the directory.
+fn write_atomic(tmp: PathBuf, dest: &Path, data: &[u8]) -> io::Result<()> {
+    let parent = dest.parent().ok_or_else(|| io::Error::other("no parent"))?;
+    fs::create_dir_all(parent)?;
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        fs::rename(&tmp, dest)?;
+        sync_dir(parent)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Streams `len` bytes of `file` from its current position.
+fn stream_file(file: File, len: u64) -> ByteStream {
+    let state = (Some(file), len);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |(file, remaining)| async move {
+            let mut file = file?;
+            if remaining == 0 {
+                return None;
+            }
+            let want = remaining.min(READ_CHUNK as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = BytesMut::zeroed(want);
+                let mut filled = 0;
+                while filled < want {
+                    let n = file.read(&mut buf[filled..])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shorter than expected",
+                        ));
+                    }
+                    filled += n;
+                }
+                Ok((file, buf.freeze()))
+            })
+            .await;
+            match read {
+                Ok(Ok((file, data))) => {
+                    let left = remaining - data.len() as u64;
+                    Some((Ok(data), (Some(file), left)))
+                }
+                Ok(Err(e)) => Some((Err(Box::new(e) as BoxError), (None, 0))),
+                Err(e) => Some((Err(Box::new(e) as BoxError), (None, 0))),
+            }
+        },
+    ))
+}
+
+#[async_trait::async_trait]
+impl Storage for FsStorage {
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        let path = self.meta_path(key);
+        blocking(move || not_found_is_none(fs::read(path)).map(|o| o.map(Bytes::from))).await
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> StorageResult<()> {
+        let (dest, tmp) = (self.meta_path(key), self.temp_path());
+        blocking(move || write_atomic(tmp, &dest, &value)).await
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        let path = self.meta_path(key);
+        blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await
+    }
+
+    async fn list(&self, dir: &str) -> StorageResult<Vec<String>> {
+        let path = self.meta_path(dir);
+        blocking(move || {
+            let Some(entries) = not_found_is_none(fs::read_dir(path))? else {
+                return Ok(Vec::new());
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    if let Ok(name) = entry.file_name().into_string() {
+                        names.push(name);
+                    }
+                }
+            }
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        let path = self.blob_path(digest);
+        blocking(move || not_found_is_none(fs::metadata(path)).map(|m| m.map(|m| m.len()))).await
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> StorageResult<Option<ByteStream>> {
+        let path = self.blob_path(digest);
+        let file = blocking(move || {
+            let Some(mut f) = not_found_is_none(File::open(path))? else {
+                return Ok(None);
+            };
+            f.seek(SeekFrom::Start(start))?;
+            Ok(Some(f))
+        })
+        .await?;
+        Ok(file.map(|f| stream_file(f, len)))
+    }
+
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {
+        let (dest, tmp) = (self.blob_path(digest), self.temp_path());
+        blocking(move || {
+            if dest.exists() {
+                return Ok(());
+            }
+            write_atomic(tmp, &dest, &data)
+        })
+        .await
+    }
+
+    async fn upload_writer(
+        &self,
+        id: &str,
+        offset: u64,
+        _backend: Option<&str>,
+    ) -> StorageResult<Box<dyn UploadWriter>> {
+        let path = self.upload_path(id);
+        let file = blocking(move || {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)?;
+            let len = f.metadata()?.len();
+            if len < offset {
+                return Err(io::Error::other(
+                    "upload data is shorter than its recorded offset",
+                ));
+            }
+            if len > offset {
+                // Left by a request that failed half-way: not part of the upload.
+                f.set_len(offset)?;
+            }
+            f.seek(SeekFrom::Start(offset))?;
+            Ok(f)
+        })
+        .await?;
+        Ok(Box::new(FsWriter {
+            file: Some(file),
+            pending: Vec::new(),
+            pending_len: 0,
+        }))
+    }
+
+    async fn upload_read(
+        &self,
+        id: &str,
+        len: u64,
+        _backend: Option<&str>,
+    ) -> StorageResult<ByteStream> {
+        let path = self.upload_path(id);
+        let file = blocking(move || File::open(path)).await?;
+        Ok(stream_file(file, len))
+    }
+
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        _backend: Option<&str>,
+    ) -> StorageResult<()> {
+        let (src, dest) = (self.upload_path(id), self.blob_path(digest));
+        blocking(move || {
+            if dest.exists() {
+                // Someone stored the same content first; ours is identical and not needed.
+                return not_found_is_none(fs::remove_file(&src)).map(|_| ());
+            }
+            let f = OpenOptions::new().write(true).open(&src)?;
+            if f.metadata()?.len() != size {
+                f.set_len(size)?;
+                f.sync_data()?;
+            }
+            drop(f);
+            let parent = dest.parent().ok_or_else(|| io::Error::other("no parent"))?;
+            fs::create_dir_all(parent)?;
+            fs::rename(&src, &dest)?;
+            sync_dir(parent)
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &str, _backend: Option<&str>) -> StorageResult<()> {
+        let path = self.upload_path(id);
+        blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await
+    }
+}
+
+/// Appends to an upload's data file, a batch at a time, on the blocking pool.
+struct FsWriter {
+    file: Option<File>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+}
+
+impl FsWriter {
+    async fn flush(&mut self) -> StorageResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| StorageError("writer already failed".into()))?;
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let file = blocking(move || {
+            for chunk in &batch {
+                file.write_all(chunk)?;
+            }
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl UploadWriter for FsWriter {
+    async fn write(&mut self, chunk: Bytes) -> StorageResult<()> {
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> StorageResult<Option<String>> {
+        self.flush().await?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StorageError("writer already failed".into()))?;
+        blocking(move || file.sync_data()).await?;
+        Ok(None)
+    }
+}

@@ -1,0 +1,138 @@
+//! A hyper server around the core. Request bodies go to the core as streams, response bodies
+//! come back as streams; nothing is buffered here.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::body::{Body, BoxError};
+use crate::registry::Registry;
+use crate::storage::Storage;
+
+pub type HyperBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Converts a hyper request into the core's request, its body a stream.
+pub fn to_core(req: http::Request<Incoming>) -> http::Request<Body> {
+    let (parts, incoming) = req.into_parts();
+    let stream = incoming
+        .into_data_stream()
+        .map_err(|e| Box::new(e) as BoxError);
+    http::Request::from_parts(parts, Body::Stream(Box::pin(stream)))
+}
+
+/// Converts the core's response into a hyper response, streaming its body.
+pub fn from_core(resp: http::Response<Body>) -> http::Response<HyperBody> {
+    resp.map(|body| match body {
+        Body::Empty => Empty::new()
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+        Body::Full(b) => Full::new(b)
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+        Body::Stream(s) => StreamBody::new(s.map_ok(Frame::data)).boxed_unsync(),
+    })
+}
+
+fn content_length<B>(headers: &http::HeaderMap, _: &B) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Serves the registry on `listener` until `shutdown` completes, then lets open requests finish.
+pub async fn serve<S: Storage + 'static>(
+    listener: TcpListener,
+    registry: Arc<Registry<S>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(4 * 1024 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let registry = registry.clone();
+        let service = service_fn(move |req: http::Request<Incoming>| {
+            let registry = registry.clone();
+            async move {
+                let start = Instant::now();
+                let method = req.method().clone();
+                let path = req.uri().path().to_string();
+                let received = content_length(req.headers(), &());
+                let resp = registry.handle(to_core(req)).await;
+                let status = resp.status().as_u16();
+                let sent = content_length(resp.headers(), &());
+                tracing::info!(
+                    %method,
+                    path,
+                    status,
+                    bytes_in = received,
+                    bytes_out = sent,
+                    ms = start.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                Ok::<_, Infallible>(from_core(resp))
+            }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+            tracing::warn!("gave up waiting for open connections");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
