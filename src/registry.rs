@@ -27,6 +27,9 @@ pub const CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
+/// How much of a refused request's body is read before answering (see [`Registry::handle`]).
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Largest page a client may ask for with `n`.
 pub const MAX_PAGE: usize = 10_000;
 
@@ -202,9 +205,15 @@ impl<S: Storage> Registry<S> {
     /// Answers one request. Never fails: errors become the spec's JSON error responses.
     pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let head = req.method() == Method::HEAD;
-        let mut resp = match self.dispatch(req).await {
+        let (parts, mut body) = req.into_parts();
+        let mut resp = match self.dispatch(&parts, &mut body).await {
             Ok(r) => r,
-            Err(e) => error_response(&e),
+            Err(e) => {
+                // A client still sending a body it was refused would see a reset instead of
+                // our answer: read (and drop) a modest amount of it first.
+                let _ = body.collect_limited(DRAIN_LIMIT).await;
+                error_response(&e)
+            }
         };
         if head {
             *resp.body_mut() = Body::Empty;
@@ -214,8 +223,7 @@ impl<S: Storage> Registry<S> {
         resp
     }
 
-    async fn dispatch(&self, req: Request<Body>) -> Result<Response<Body>> {
-        let (req, body) = req.into_parts();
+    async fn dispatch(&self, req: &Parts, body: &mut Body) -> Result<Response<Body>> {
         let route = Route::parse(req.uri.path())?;
         let m = req.method.clone();
         let get = m == Method::GET || m == Method::HEAD;
@@ -226,35 +234,35 @@ impl<S: Storage> Registry<S> {
                 &serde_json::json!({}),
             )),
             Route::Base => Err(method_not_allowed("GET, HEAD")),
-            Route::Catalog if get => self.catalog(&req).await,
+            Route::Catalog if get => self.catalog(req).await,
             Route::Catalog => Err(method_not_allowed("GET, HEAD")),
-            Route::Tags(name) if get => self.tags(&req, &name).await,
+            Route::Tags(name) if get => self.tags(req, &name).await,
             Route::Tags(_) => Err(method_not_allowed("GET, HEAD")),
             Route::Manifest(name, r) => match m {
                 Method::GET | Method::HEAD => self.get_manifest(&name, &r, m == Method::HEAD).await,
-                Method::PUT => self.put_manifest(&req, body, &name, &r).await,
+                Method::PUT => self.put_manifest(req, body, &name, &r).await,
                 Method::DELETE => self.delete_manifest(&name, &r).await,
                 _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
             },
             Route::Blob(name, d) => match m {
                 Method::GET | Method::HEAD => {
-                    self.get_blob(&req, &name, &d, m == Method::HEAD).await
+                    self.get_blob(req, &name, &d, m == Method::HEAD).await
                 }
                 Method::DELETE => self.delete_blob(&name, &d).await,
                 _ => Err(method_not_allowed("GET, HEAD, DELETE")),
             },
             Route::UploadStart(name) => match m {
-                Method::POST => self.start_upload(&req, body, &name).await,
+                Method::POST => self.start_upload(req, body, &name).await,
                 _ => Err(method_not_allowed("POST")),
             },
             Route::Upload(name, id) => match m {
                 Method::GET | Method::HEAD => self.upload_status(&name, &id).await,
-                Method::PATCH => self.patch_upload(&req, body, &name, &id).await,
-                Method::PUT => self.put_upload(&req, body, &name, &id).await,
+                Method::PATCH => self.patch_upload(req, body, &name, &id).await,
+                Method::PUT => self.put_upload(req, body, &name, &id).await,
                 Method::DELETE => self.cancel_upload(&name, &id).await,
                 _ => Err(method_not_allowed("GET, HEAD, PATCH, PUT, DELETE")),
             },
-            Route::Referrers(name, d) if get => self.referrers(&req, &name, &d).await,
+            Route::Referrers(name, d) if get => self.referrers(req, &name, &d).await,
             Route::Referrers(..) => Err(method_not_allowed("GET, HEAD")),
             Route::Ui(_) => Err(not_found()),
         }
@@ -448,7 +456,12 @@ impl<S: Storage> Registry<S> {
         )
     }
 
-    async fn start_upload(&self, req: &Parts, body: Body, name: &Name) -> Result<Response<Body>> {
+    async fn start_upload(
+        &self,
+        req: &Parts,
+        body: &mut Body,
+        name: &Name,
+    ) -> Result<Response<Body>> {
         let q = query(req);
         if let Some(mount) = q.get("mount") {
             let digest = Digest::parse(mount)?;
@@ -562,7 +575,7 @@ impl<S: Storage> Registry<S> {
         &self,
         state: &mut UploadState,
         id: &str,
-        body: Body,
+        body: &mut Body,
         expected: Option<u64>,
     ) -> Result<()> {
         let mut hasher = state
@@ -573,7 +586,7 @@ impl<S: Storage> Registry<S> {
             .upload_writer(id, state.offset, state.backend.as_deref())
             .await
             .map_err(internal)?;
-        let mut stream = body.into_stream();
+        let mut stream = std::mem::replace(body, Body::Empty).into_stream();
         let mut n: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| {
@@ -602,7 +615,7 @@ impl<S: Storage> Registry<S> {
     async fn patch_upload(
         &self,
         req: &Parts,
-        body: Body,
+        body: &mut Body,
         name: &Name,
         id: &str,
     ) -> Result<Response<Body>> {
@@ -619,7 +632,7 @@ impl<S: Storage> Registry<S> {
     async fn put_upload(
         &self,
         req: &Parts,
-        body: Body,
+        body: &mut Body,
         name: &Name,
         id: &str,
     ) -> Result<Response<Body>> {
@@ -769,7 +782,7 @@ impl<S: Storage> Registry<S> {
     async fn put_manifest(
         &self,
         req: &Parts,
-        body: Body,
+        body: &mut Body,
         name: &Name,
         reference: &str,
     ) -> Result<Response<Body>> {
@@ -784,7 +797,7 @@ impl<S: Storage> Registry<S> {
             return Err(too_large());
         }
         let content_type = header_str(req, header::CONTENT_TYPE).map(str::to_string);
-        let body = body
+        let body = std::mem::replace(body, Body::Empty)
             .collect_limited(limit)
             .await
             .map_err(|_| {
