@@ -49,7 +49,9 @@ impl Server {
             .expect("start edge-registry");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read address");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read address");
         let url = line
             .trim()
             .strip_prefix("listening on ")
