@@ -1,0 +1,316 @@
+//! Real-client tests: podman (as root, no daemon, vfs storage in a temp folder) loads an image
+//! built offline (an OCI layout made with umoci from busybox), pushes it to the registry,
+//! forgets it, and pulls it back. podman reads no host configuration: containers.conf,
+//! storage.conf, registries.conf, the signature policy and the auth file are temp files.
+
+mod common;
+#[path = "common/image.rs"]
+mod image;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::Server;
+use image::{
+    header, http_get, run, run_fails, run_stdout, sha256, Layout, BUSYBOX, MARKER_PATH,
+    OCI_MANIFEST,
+};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// podman with its own storage and configuration in a temp folder.
+struct Podman {
+    dir: TempDir,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path();
+        for sub in ["root", "runroot", "tmp", "imagetmp", "networks", "volumes"] {
+            std::fs::create_dir(p.join(sub)).unwrap();
+        }
+        std::fs::write(
+            p.join("containers.conf"),
+            "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                p.join("root").display(),
+                p.join("runroot").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("registries.conf"),
+            "unqualified-search-registries = []\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("policy.json"),
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(p.join("auth.json"), r#"{"auths":{}}"#).unwrap();
+        Podman { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `podman <global options> <subcommand>`.
+    fn cmd(&self, subcommand: &str) -> Command {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(self.path("root"))
+            .arg("--runroot")
+            .arg(self.path("runroot"))
+            .args(["--storage-driver", "vfs"])
+            .args(["--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file"])
+            .arg("--tmpdir")
+            .arg(self.path("tmp"))
+            .arg("--network-config-dir")
+            .arg(self.path("networks"))
+            .arg("--volumepath")
+            .arg(self.path("volumes"))
+            .arg(subcommand)
+            .env("CONTAINERS_CONF", self.path("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.path("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", self.path("registries.conf"))
+            .env("REGISTRY_AUTH_FILE", self.path("auth.json"))
+            .env("TMPDIR", self.path("imagetmp"));
+        c
+    }
+
+    /// A command that talks to registries or layouts: with our policy, over plain HTTP.
+    fn transfer(&self, subcommand: &str) -> Command {
+        let mut c = self.cmd(subcommand);
+        c.arg("--signature-policy")
+            .arg(self.path("policy.json"))
+            .arg("--tls-verify=false");
+        c
+    }
+
+    /// `podman image inspect`, parsed.
+    fn inspect(&self, image: &str) -> Value {
+        let out = run_stdout(self.cmd("image").args(["inspect", image]));
+        let v: Value = serde_json::from_str(&out).expect("inspect prints JSON");
+        v[0].clone()
+    }
+
+    /// The ids of all local images.
+    fn image_ids(&self) -> Vec<String> {
+        run_stdout(self.cmd("images").args(["--quiet", "--no-trunc"]))
+            .lines()
+            .map(|l| l.trim().trim_start_matches("sha256:").to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Loads the image tagged `tag` from `layout` (an OCI layout inside this podman's
+    /// folder) into local storage; returns the image id podman printed.
+    fn load_layout(&self, layout: &Layout, tag: &str) -> String {
+        // podman names an image pulled from `oci:PATH` after PATH, which must then be a valid
+        // (lower-case) repository name; temp folder names are mixed-case, so use a relative
+        // path from the layout's parent.
+        let parent = layout.dir.parent().unwrap();
+        let name = layout.dir.file_name().unwrap().to_str().unwrap();
+        let out = run_stdout(
+            self.transfer("pull")
+                .arg(format!("oci:{name}:{tag}"))
+                .current_dir(parent),
+        );
+        last_line(&out)
+    }
+}
+
+fn last_line(out: &str) -> String {
+    out.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("no output: {out:?}"))
+        .trim()
+        .to_string()
+}
+
+/// Builds an image offline into `podman`'s folder and returns the layout.
+fn build_image(podman: &Podman, marker: &str) -> Layout {
+    let layout = Layout::init(&podman.path("layout"));
+    layout.add_busybox("v1", "amd64", marker);
+    layout
+}
+
+/// Checks that the pulled image's files are the ones built: busybox and the marker.
+fn assert_image_files(podman: &Podman, image: &str, marker: &str) {
+    let mount = last_line(&run_stdout(podman.cmd("image").args(["mount", image])));
+    let mount = PathBuf::from(mount);
+    let busybox = std::fs::read(mount.join("bin/busybox")).expect("busybox in the image");
+    assert!(
+        busybox == std::fs::read(BUSYBOX).unwrap(),
+        "/bin/busybox differs"
+    );
+    assert_eq!(
+        std::fs::read_link(mount.join("bin/sh")).unwrap(),
+        PathBuf::from("busybox")
+    );
+    assert_eq!(
+        std::fs::read_to_string(mount.join(MARKER_PATH)).unwrap(),
+        marker
+    );
+    run(podman.cmd("image").args(["unmount", image]));
+}
+
+#[test]
+fn push_rmi_pull_round_trip() {
+    let server = Server::start();
+    let host = server.host();
+    let podman = Podman::new();
+    let marker = "podman round trip";
+    let layout = build_image(&podman, marker);
+    let config = layout.config_digest("v1");
+    let repo = common::repo("podman/roundtrip");
+    let image = format!("{host}/{repo}:v1");
+
+    let id = podman.load_layout(&layout, "v1");
+    assert_eq!(
+        format!("sha256:{id}"),
+        config,
+        "image id is the config digest"
+    );
+    run(podman.cmd("tag").args([&id, &image]));
+
+    // Push, recording the digest of the manifest podman wrote.
+    let digestfile = podman.path("digest");
+    run(podman
+        .transfer("push")
+        .arg("--digestfile")
+        .arg(&digestfile)
+        .args([&image, &format!("docker://{image}")]));
+    let pushed = std::fs::read_to_string(&digestfile).unwrap();
+    let pushed = pushed.trim();
+    assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
+
+    // The registry serves that manifest under the tag, for the same config and layers.
+    let url = format!("{}/v2/{repo}/manifests/v1", server.url);
+    let (status, headers, body) = http_get(&url, &[OCI_MANIFEST]);
+    assert_eq!(status, 200, "GET {url}");
+    assert_eq!(header(&headers, "docker-content-digest"), pushed);
+    assert_eq!(sha256(&body), pushed);
+    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(manifest["config"]["digest"], config.as_str());
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    for digest in [config.clone(), layers[0]["digest"].as_str().unwrap().into()] {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", server.url);
+        let (status, _, blob) = http_get(&url, &[]);
+        assert_eq!(status, 200, "GET {url}");
+        assert_eq!(sha256(&blob), digest, "GET {url}");
+    }
+
+    // Forget the image locally...
+    run(podman.cmd("rmi").args(["--all", "--force"]));
+    assert!(podman.image_ids().is_empty(), "images left after rmi");
+    run_fails(podman.cmd("image").args(["exists", &image]));
+
+    // ...and pull it back from the registry: same image id, same manifest digest.
+    let out = run_stdout(podman.transfer("pull").arg(&image));
+    assert_eq!(last_line(&out), id);
+    assert_eq!(podman.image_ids(), std::slice::from_ref(&id));
+    let info = podman.inspect(&image);
+    assert_eq!(info["Id"], id.as_str());
+    assert_eq!(info["Digest"], pushed);
+    let repo_digest = format!("{host}/{repo}@{pushed}");
+    assert!(
+        info["RepoDigests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == repo_digest.as_str()),
+        "RepoDigests {} lacks {repo_digest}",
+        info["RepoDigests"]
+    );
+    assert_eq!(
+        info["RootFS"]["Layers"],
+        layout.config("v1")["rootfs"]["diff_ids"]
+    );
+    assert_image_files(&podman, &image, marker);
+}
+
+#[test]
+fn pull_by_digest_second_tag_and_missing_tag() {
+    let server = Server::start();
+    let host = server.host();
+    let podman = Podman::new();
+    let marker = "podman by digest";
+    let layout = build_image(&podman, marker);
+    let repo = common::repo("podman/digest");
+    let image = format!("{host}/{repo}:first");
+
+    let id = podman.load_layout(&layout, "v1");
+    run(podman.cmd("tag").args([&id, &image]));
+    let digestfile = podman.path("digest");
+    run(podman
+        .transfer("push")
+        .arg("--digestfile")
+        .arg(&digestfile)
+        .arg(&image));
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // A second tag for the same image: the blobs are already there.
+    let second = format!("{host}/{repo}:second");
+    run(podman.cmd("tag").args([&id, &second]));
+    run(podman.transfer("push").arg(&second));
+    let out = run_stdout(
+        podman
+            .cmd("search")
+            .args(["--tls-verify=false", "--list-tags"])
+            .arg(format!("{host}/{repo}")),
+    );
+    // A table: "NAME  TAG" and then one "<host>/<repo>  <tag>" line per tag.
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let heading: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(heading, ["NAME", "TAG"], "search output: {out}");
+    let name = format!("{host}/{repo}");
+    let mut tags: Vec<&str> = lines
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [n, tag] if n == name => tag,
+            _ => panic!("unexpected search line {l:?} in {out}"),
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["first", "second"]);
+    let (status, headers, _) = http_get(
+        &format!("{}/v2/{repo}/manifests/second", server.url),
+        &[OCI_MANIFEST],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "docker-content-digest"), pushed);
+
+    run(podman.cmd("rmi").args(["--all", "--force"]));
+    assert!(podman.image_ids().is_empty(), "images left after rmi");
+
+    // Pull by digest.
+    let pinned = format!("{host}/{repo}@{pushed}");
+    let out = run_stdout(podman.transfer("pull").arg(&pinned));
+    assert_eq!(last_line(&out), id);
+    let info = podman.inspect(&pinned);
+    assert_eq!(info["Id"], id.as_str());
+    assert_eq!(info["Digest"], pushed.as_str());
+    assert_image_files(&podman, &pinned, marker);
+
+    // A tag that was never pushed is reported as unknown.
+    let err = run_fails(
+        podman
+            .transfer("pull")
+            .arg(format!("{host}/{repo}:never-pushed")),
+    );
+    assert!(err.contains("manifest unknown"), "unexpected error: {err}");
+}
