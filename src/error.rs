@@ -23,10 +23,12 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Not a spec code: the reference registry's code for a failure of the server itself (500).
+    Unknown,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BlobUnknown,
         ErrorCode::BlobUploadInvalid,
         ErrorCode::BlobUploadUnknown,
@@ -41,6 +43,7 @@ impl ErrorCode {
         ErrorCode::Denied,
         ErrorCode::Unsupported,
         ErrorCode::TooManyRequests,
+        ErrorCode::Unknown,
     ];
 
     /// The code as it appears in the JSON body.
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unknown => "UNKNOWN",
         }
     }
 
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
+            ErrorCode::Unknown => "unknown error",
         }
     }
 
@@ -102,6 +107,7 @@ impl ErrorCode {
             ErrorCode::Denied => StatusCode::FORBIDDEN,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -156,8 +162,7 @@ impl Error {
     /// An internal failure of the storage backend: the one case that answers 500.
     /// The message given to the client is generic; the cause goes to the adapter's log.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        Error::new(ErrorCode::Unsupported)
-            .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+        Error::new(ErrorCode::Unknown)
             .with_message("internal storage error")
             .with_detail(serde_json::Value::String(cause.to_string()))
     }
@@ -227,7 +232,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), ErrorCode::ALL.len());
         for c in ErrorCode::ALL {
-            assert!(c.status().is_client_error(), "{c}");
+            assert_eq!(c.status().is_client_error(), c != ErrorCode::Unknown, "{c}");
         }
     }
 

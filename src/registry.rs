@@ -104,6 +104,11 @@ fn json_response(status: StatusCode, content_type: &str, value: &impl Serialize)
     )
 }
 
+/// Attached (as a response extension) to a 5xx response: what went wrong, for the adapter's
+/// log. It never goes into the body.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
 /// The response for an error: its status, its headers and the spec's JSON body.
 pub fn error_response(e: &Error) -> Response<Body> {
     let body = e.body();
@@ -112,6 +117,13 @@ pub fn error_response(e: &Error) -> Response<Body> {
         .header(header::CONTENT_LENGTH, body.len());
     for (k, v) in &e.headers {
         b = b.header(k, v);
+    }
+    if e.status.is_server_error() {
+        let cause = e
+            .detail
+            .as_ref()
+            .map_or_else(|| e.message.clone(), |d| d.to_string());
+        b = b.extension(InternalCause(cause));
     }
     finish(b, Body::from(body))
 }

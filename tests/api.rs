@@ -1041,3 +1041,35 @@ async fn concurrent_pushes_of_the_same_blob_and_tag_end_consistent() {
         .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
 }
+
+#[tokio::test]
+async fn empty_blob_through_a_session() {
+    let s = Server::native();
+    let api = Api::new(&s);
+    let name = repo("empty");
+    let d = sha256(b"");
+    let r = api
+        .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = header(&r, "location").unwrap();
+    let r = api
+        .req(Method::PUT, &format!("{loc}?digest={d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = api
+        .req(Method::GET, &format!("/v2/{name}/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
+    assert!(r.bytes().await.unwrap().is_empty());
+}

@@ -278,8 +278,19 @@ impl Storage for FsStorage {
                 // Someone stored the same content first; ours is identical and not needed.
                 return not_found_is_none(fs::remove_file(&src)).map(|_| ());
             }
-            let f = OpenOptions::new().write(true).open(&src)?;
-            if f.metadata()?.len() != size {
+            // An empty upload never wrote a data file.
+            let f = OpenOptions::new()
+                .create(size == 0)
+                .truncate(false)
+                .write(true)
+                .open(&src)?;
+            let len = f.metadata()?.len();
+            if len < size {
+                return Err(io::Error::other(
+                    "upload data is shorter than its recorded size",
+                ));
+            }
+            if len > size {
                 f.set_len(size)?;
                 f.sync_data()?;
             }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::body::{Body, BoxError};
-use crate::registry::Registry;
+use crate::registry::{InternalCause, Registry};
 use crate::storage::Storage;
 
 pub type HyperBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -43,7 +43,7 @@ pub fn from_core(resp: http::Response<Body>) -> http::Response<HyperBody> {
     })
 }
 
-fn content_length<B>(headers: &http::HeaderMap, _: &B) -> u64 {
+fn content_length(headers: &http::HeaderMap) -> u64 {
     headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -80,10 +80,13 @@ pub async fn serve<S: Storage + 'static>(
                 let start = Instant::now();
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
-                let received = content_length(req.headers(), &());
+                let received = content_length(req.headers());
                 let resp = registry.handle(to_core(req)).await;
                 let status = resp.status().as_u16();
-                let sent = content_length(resp.headers(), &());
+                let sent = content_length(resp.headers());
+                if let Some(cause) = resp.extensions().get::<InternalCause>() {
+                    tracing::error!(%method, path, cause = %cause.0, "internal error");
+                }
                 tracing::info!(
                     %method,
                     path,
