@@ -14,6 +14,7 @@ pub mod range;
 pub mod registry;
 pub mod route;
 pub mod storage;
+pub mod ui;
 pub mod upload;
 pub mod urls;
 

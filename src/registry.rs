@@ -276,7 +276,17 @@ impl<S: Storage> Registry<S> {
             },
             Route::Referrers(name, d) if get => self.referrers(req, &name, &d).await,
             Route::Referrers(..) => Err(method_not_allowed("GET, HEAD")),
-            Route::Ui(_) => Err(not_found()),
+            Route::Ui(path) if get => {
+                let asset = crate::ui::asset(&path).ok_or_else(not_found)?;
+                Ok(finish(
+                    response(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, asset.content_type)
+                        .header(header::CONTENT_LENGTH, asset.bytes.len())
+                        .header(header::CACHE_CONTROL, "no-cache"),
+                    Body::Full(Bytes::from_static(asset.bytes)),
+                ))
+            }
+            Route::Ui(_) => Err(method_not_allowed("GET, HEAD")),
         }
     }
 
