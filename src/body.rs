@@ -34,10 +34,20 @@ pub trait MaybeSendSync {}
 #[cfg(target_arch = "wasm32")]
 impl<T: ?Sized> MaybeSendSync for T {}
 
+/// A platform's own body (a JavaScript `ReadableStream` in a Worker, say). The core never looks
+/// inside: it reads it as a stream when it needs the bytes, while an adapter or a storage backend
+/// of the same platform may take it whole, so bytes can go from the network to storage (or back)
+/// without passing through the core.
+pub trait NativeBody: MaybeSend {
+    fn into_stream(self: Box<Self>) -> ByteStream;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
 pub enum Body {
     Empty,
     Full(Bytes),
     Stream(ByteStream),
+    Native(Box<dyn NativeBody>),
 }
 
 impl Body {
@@ -46,6 +56,7 @@ impl Body {
             Body::Empty => Box::pin(futures_util::stream::empty()),
             Body::Full(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
             Body::Stream(s) => s,
+            Body::Native(n) => n.into_stream(),
         }
     }
 
@@ -54,7 +65,8 @@ impl Body {
         match self {
             Body::Empty => Ok(Some(Bytes::new())),
             Body::Full(b) => Ok((b.len() <= limit).then_some(b)),
-            Body::Stream(mut s) => {
+            other => {
+                let mut s = other.into_stream();
                 let mut buf = BytesMut::new();
                 while let Some(chunk) = s.next().await {
                     let chunk = chunk?;
@@ -87,6 +99,7 @@ impl std::fmt::Debug for Body {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
             Body::Stream(_) => f.write_str("Body::Stream"),
+            Body::Native(_) => f.write_str("Body::Native"),
         }
     }
 }

@@ -18,7 +18,7 @@ pub mod ui;
 pub mod upload;
 pub mod urls;
 
-#[cfg(feature = "native")]
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub mod native;
 
 pub use body::Body;

@@ -11,11 +11,12 @@ pub enum ByteRange {
     Unsatisfiable,
 }
 
-/// Parses a `Range` header against a body of `size` bytes. A header that is not a valid byte
-/// range gets `Unsatisfiable` (as the Go reference registry answers), several ranges get `Full`.
+/// Parses a `Range` header against a body of `size` bytes. A malformed byte range gets
+/// `Unsatisfiable` (as the Go reference registry answers); a unit other than `bytes` is ignored
+/// (RFC 9110 §14.2), and so are several ranges: both get `Full`.
 pub fn parse_range(header: &str, size: u64) -> ByteRange {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return ByteRange::Unsatisfiable;
+        return ByteRange::Full;
     };
     if spec.contains(',') {
         // Several ranges would need multipart/byteranges; RFC 9110 lets us send it all.
@@ -79,7 +80,8 @@ pub fn parse_content_range(header: &str) -> Option<(u64, u64)> {
         .unwrap_or(s);
     let s = s.split_once('/').map_or(s, |(r, _)| r);
     match parse_one(s.trim())? {
-        (Some(a), Some(b)) => Some((a, b)),
+        // The chunk's length, end - start + 1, must fit in a u64.
+        (Some(a), Some(b)) if b - a < u64::MAX => Some((a, b)),
         _ => None,
     }
 }
@@ -105,7 +107,7 @@ mod tests {
             ("bytes=5-2", 10, Unsatisfiable),
             ("bytes=a-b", 10, Unsatisfiable),
             ("bytes=-", 10, Unsatisfiable),
-            ("items=0-1", 10, Unsatisfiable),
+            ("items=0-1", 10, Full),
             ("bytes=0-1,3-4", 10, Full),
             ("bytes=0-1,x", 10, Unsatisfiable),
             ("bytes=99999999999999999999999-", 10, Unsatisfiable),
@@ -122,7 +124,18 @@ mod tests {
         assert_eq!(parse_content_range("bytes=100-199"), Some((100, 199)));
         assert_eq!(parse_content_range("bytes 100-199/1000"), Some((100, 199)));
         assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
-        for bad in ["", "-", "5-", "-5", "9-1", "a-b", "1-2-3", "0x1-2", " - "] {
+        for bad in [
+            "",
+            "-",
+            "5-",
+            "-5",
+            "9-1",
+            "a-b",
+            "1-2-3",
+            "0x1-2",
+            " - ",
+            "0-18446744073709551615",
+        ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
     }

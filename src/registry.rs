@@ -222,8 +222,15 @@ impl<S: Storage> Registry<S> {
             Ok(r) => r,
             Err(e) => {
                 // A client still sending a body it was refused would see a reset instead of
-                // our answer: read (and drop) a modest amount of it first.
-                let _ = body.collect_limited(DRAIN_LIMIT).await;
+                // our answer: read (and drop) a modest amount of it first. A client that waits
+                // for `100 Continue` has sent nothing yet, and is spared.
+                let waiting = parts
+                    .headers
+                    .get(header::EXPECT)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                if !waiting {
+                    let _ = body.collect_limited(DRAIN_LIMIT).await;
+                }
                 error_response(&e)
             }
         };
@@ -429,13 +436,13 @@ impl<S: Storage> Registry<S> {
         if head {
             return Ok(finish(b, Body::Empty));
         }
-        let stream = self
+        let body = self
             .storage
             .blob_read(&digest, start, len)
             .await
             .map_err(internal)?
             .ok_or_else(unknown)?;
-        Ok(finish(b, Body::Stream(stream)))
+        Ok(finish(b, body))
     }
 
     async fn delete_blob(&self, name: &Name, digest: &str) -> Result<Response<Body>> {
@@ -792,13 +799,13 @@ impl<S: Storage> Registry<S> {
         if head {
             return Ok(finish(b, Body::Empty));
         }
-        let stream = self
+        let body = self
             .storage
             .blob_read(&digest, 0, record.size)
             .await
             .map_err(internal)?
             .ok_or_else(|| Error::new(ErrorCode::ManifestUnknown))?;
-        Ok(finish(b, Body::Stream(stream)))
+        Ok(finish(b, body))
     }
 
     async fn put_manifest(

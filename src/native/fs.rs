@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::body::{BoxError, ByteStream};
+use crate::body::{Body, BoxError, ByteStream};
 use crate::digest::Digest;
 use crate::storage::{Storage, StorageError, StorageResult, UploadWriter};
 
@@ -196,7 +196,7 @@ impl Storage for FsStorage {
         digest: &Digest,
         start: u64,
         len: u64,
-    ) -> StorageResult<Option<ByteStream>> {
+    ) -> StorageResult<Option<Body>> {
         let path = self.blob_path(digest);
         let file = blocking(move || {
             let Some(mut f) = not_found_is_none(File::open(path))? else {
@@ -206,7 +206,7 @@ impl Storage for FsStorage {
             Ok(Some(f))
         })
         .await?;
-        Ok(file.map(|f| stream_file(f, len)))
+        Ok(file.map(|f| Body::Stream(stream_file(f, len))))
     }
 
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {

@@ -40,6 +40,7 @@ pub fn from_core(resp: http::Response<Body>) -> http::Response<HyperBody> {
             .map_err(|e: Infallible| match e {})
             .boxed_unsync(),
         Body::Stream(s) => StreamBody::new(s.map_ok(Frame::data)).boxed_unsync(),
+        Body::Native(n) => StreamBody::new(n.into_stream().map_ok(Frame::data)).boxed_unsync(),
     })
 }
 
@@ -59,7 +60,9 @@ pub async fn serve<S: Storage + 'static>(
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.max_buf_size(4 * 1024 * 1024);
+    http.max_buf_size(4 * 1024 * 1024)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30));
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {

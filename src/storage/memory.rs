@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use super::{Storage, StorageError, StorageResult, UploadWriter};
-use crate::body::ByteStream;
+use crate::body::{Body, ByteStream};
 use crate::digest::Digest;
 
 #[derive(Default)]
@@ -77,14 +77,14 @@ impl Storage for MemoryStorage {
         digest: &Digest,
         start: u64,
         len: u64,
-    ) -> StorageResult<Option<ByteStream>> {
+    ) -> StorageResult<Option<Body>> {
         let inner = self.lock();
         let Some(blob) = inner.blobs.get(digest) else {
             return Ok(None);
         };
         let start = (start as usize).min(blob.len());
         let end = start.saturating_add(len as usize).min(blob.len());
-        Ok(Some(once(blob.slice(start..end))))
+        Ok(Some(Body::Full(blob.slice(start..end))))
     }
 
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {

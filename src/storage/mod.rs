@@ -13,7 +13,7 @@ pub mod memory;
 
 use bytes::Bytes;
 
-use crate::body::{ByteStream, MaybeSend, MaybeSendSync};
+use crate::body::{Body, ByteStream, MaybeSend, MaybeSendSync};
 use crate::digest::Digest;
 
 /// A failure of the backend itself (I/O, the platform); the core answers it with a 500.
@@ -50,13 +50,9 @@ pub trait Storage: MaybeSendSync {
 
     /// The size of a stored blob, or `None`.
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
-    /// Streams `len` bytes of a blob from `start`, or `None` when the blob is not stored.
-    async fn blob_read(
-        &self,
-        digest: &Digest,
-        start: u64,
-        len: u64,
-    ) -> StorageResult<Option<ByteStream>>;
+    /// `len` bytes of a blob from `start`, as a body to send, or `None` when it is not stored.
+    async fn blob_read(&self, digest: &Digest, start: u64, len: u64)
+        -> StorageResult<Option<Body>>;
     /// Stores a small blob (a manifest) whose digest the caller has verified.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()>;
 
