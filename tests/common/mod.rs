@@ -99,6 +99,24 @@ impl Server {
         }
     }
 
+    /// The PID of the process serving: the native child, or `EDGE_REGISTRY_PID` (e.g. workerd)
+    /// for an external server.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.child {
+            Some(c) => Some(c.id()),
+            None => std::env::var("EDGE_REGISTRY_PID").ok()?.parse().ok(),
+        }
+    }
+
+    /// Peak resident memory of the serving process so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
