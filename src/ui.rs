@@ -14,6 +14,19 @@ pub fn asset(path: &str) -> Option<Asset> {
             "text/html; charset=utf-8",
             include_bytes!("../www/index.html"),
         ),
+        "app.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../www/app.js"),
+        ),
+        "api.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../www/api.js"),
+        ),
+        "style.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../www/style.css"),
+        ),
+        "favicon.svg" => ("image/svg+xml", include_bytes!("../www/favicon.svg")),
         _ => return None,
     };
     Some(Asset {
