@@ -21,6 +21,9 @@ pub mod urls;
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub mod native;
 
+#[cfg(target_arch = "wasm32")]
+pub mod worker;
+
 pub use body::Body;
 pub use error::{Error, ErrorCode};
 pub use registry::{Config, Registry};

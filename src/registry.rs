@@ -16,7 +16,7 @@ use crate::manifest::{Descriptor, Manifest, OCI_INDEX};
 use crate::names::{Name, Reference, Tag};
 use crate::range::{parse_content_range, parse_range, ByteRange};
 use crate::route::{not_found, Route};
-use crate::storage::{keys, Storage, StorageError};
+use crate::storage::{keys, DirectPut, Storage, StorageError};
 use crate::upload::{new_upload_id, valid_upload_id, UploadState};
 use crate::urls::Urls;
 
@@ -514,6 +514,25 @@ impl<S: Storage> Registry<S> {
             // Monolithic upload: the whole blob in this one request.
             let digest = parse_digest_param(q.get("digest"))?;
             let expected = content_length(req)?;
+            if let Some(size) = expected {
+                let taken = std::mem::replace(body, Body::Empty);
+                match self
+                    .storage
+                    .blob_put_direct(&digest, size, taken)
+                    .await
+                    .map_err(internal)?
+                {
+                    DirectPut::Stored => {
+                        self.link_blob(name, &digest).await?;
+                        return Ok(self.blob_created(name, &digest));
+                    }
+                    DirectPut::Mismatch => {
+                        return Err(Error::new(ErrorCode::DigestInvalid)
+                            .with_detail(serde_json::json!({ "expected": digest.to_string() })))
+                    }
+                    DirectPut::Declined(b) => *body = b,
+                }
+            }
             let id = new_upload_id();
             let mut state = UploadState::new(name, digest.algorithm(), (self.config.now)());
             let received = self.receive(&mut state, &id, body, expected).await;

@@ -53,6 +53,19 @@ pub trait Storage: MaybeSendSync {
     /// `len` bytes of a blob from `start`, as a body to send, or `None` when it is not stored.
     async fn blob_read(&self, digest: &Digest, start: u64, len: u64)
         -> StorageResult<Option<Body>>;
+    /// Stores a whole blob straight from a request body of `size` bytes, if the backend can
+    /// verify `digest` itself as it writes (R2 checks a checksum), so the bytes never pass
+    /// through the core. The default declines and hands the body back; the core then hashes it
+    /// while it streams into an upload.
+    async fn blob_put_direct(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: Body,
+    ) -> StorageResult<DirectPut> {
+        let _ = (digest, size);
+        Ok(DirectPut::Declined(body))
+    }
     /// Stores a small blob (a manifest) whose digest the caller has verified.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()>;
 
@@ -83,6 +96,16 @@ pub trait Storage: MaybeSendSync {
     ) -> StorageResult<()>;
     /// Removes the data of upload `id`.
     async fn upload_delete(&self, id: &str, backend: Option<&str>) -> StorageResult<()>;
+}
+
+/// What became of [`Storage::blob_put_direct`].
+pub enum DirectPut {
+    /// Stored and verified.
+    Stored,
+    /// The bytes did not hash to the digest; nothing was stored.
+    Mismatch,
+    /// The backend cannot verify this digest itself; here is the body back, unread.
+    Declined(Body),
 }
 
 /// Appends one request's chunks to an upload.

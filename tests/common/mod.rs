@@ -99,22 +99,32 @@ impl Server {
         }
     }
 
-    /// The PID of the process serving: the native child, or `EDGE_REGISTRY_PID` (e.g. workerd)
-    /// for an external server.
-    pub fn pid(&self) -> Option<u32> {
+    /// The PIDs of the processes serving: the native child, or those in `EDGE_REGISTRY_PID`
+    /// (comma-separated, e.g. workerd's) for an external server.
+    pub fn pids(&self) -> Vec<u32> {
         match &self.child {
-            Some(c) => Some(c.id()),
-            None => std::env::var("EDGE_REGISTRY_PID").ok()?.parse().ok(),
+            Some(c) => vec![c.id()],
+            None => std::env::var("EDGE_REGISTRY_PID")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect(),
         }
     }
 
-    /// Peak resident memory of the serving process so far (VmHWM), in KiB.
-    pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    /// Peak resident memory (VmHWM) of each serving process so far, in KiB.
+    pub fn peak_rss_kib(&self) -> Vec<(u32, u64)> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+                Some((pid, kib))
+            })
+            .collect()
     }
 
     pub fn is_running(&mut self) -> bool {

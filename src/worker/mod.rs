@@ -1,0 +1,137 @@
+//! The Cloudflare Worker adapter (wasm32 only). It converts requests, responses and streams
+//! between workers-rs and the core, and supplies the R2 + KV storage; the registry logic is all
+//! in the core.
+
+mod r2;
+
+use std::any::Any;
+
+use futures_util::{StreamExt, TryStreamExt};
+use worker::{event, Context, Env};
+
+use crate::body::{Body, BoxError, ByteStream, NativeBody};
+use crate::registry::{Config, InternalCause, Registry};
+
+pub use r2::R2Storage;
+
+/// A request body as the runtime gave it: a JavaScript `ReadableStream`. Storage can hand it to
+/// R2 whole; the core reads it as a stream of chunks otherwise.
+struct JsStream(worker::web_sys::ReadableStream);
+
+impl NativeBody for JsStream {
+    fn into_stream(self: Box<Self>) -> ByteStream {
+        Box::pin(
+            worker::ByteStream::from(self.0)
+                .map_ok(bytes::Bytes::from)
+                .map_err(|e| Box::new(std::io::Error::other(e.to_string())) as BoxError),
+        )
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        Box::new(self.0)
+    }
+}
+
+/// Wraps a platform stream for the core.
+pub(crate) fn native_body(stream: worker::web_sys::ReadableStream) -> Body {
+    Body::Native(Box::new(JsStream(stream)))
+}
+
+/// Takes the platform stream back out of a body, if it holds one.
+pub(crate) fn take_native(body: Body) -> Result<worker::web_sys::ReadableStream, Body> {
+    match body {
+        Body::Native(n) => match n.into_any().downcast::<worker::web_sys::ReadableStream>() {
+            Ok(stream) => Ok(*stream),
+            Err(_) => Err(Body::Empty),
+        },
+        other => Err(other),
+    }
+}
+
+/// Converts the runtime's request into the core's. The body stays the runtime's own stream
+/// (with its known length, which R2 needs to store it directly).
+fn to_core(req: &worker::Request) -> worker::Result<http::Request<Body>> {
+    let url = req.url()?;
+    let path_and_query = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut builder = http::Request::builder()
+        .method(req.inner().method().as_str())
+        .uri(path_and_query);
+    for (name, value) in req.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = match req.inner().body() {
+        Some(stream) => native_body(stream),
+        None => Body::Empty,
+    };
+    builder
+        .body(body)
+        .map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+/// Converts the core's response into the runtime's, handing streams over as they are.
+fn from_core(resp: http::Response<Body>) -> worker::Result<worker::Response> {
+    let (parts, body) = resp.into_parts();
+    let headers = worker::Headers::new();
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    let builder = worker::ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(headers);
+    Ok(match body {
+        Body::Empty => builder.empty(),
+        Body::Full(b) => builder.fixed(b.to_vec()),
+        Body::Stream(s) => builder.from_stream(s.map(|r| {
+            r.map(|b| b.to_vec())
+                .map_err(|e| worker::Error::RustError(e.to_string()))
+        }))?,
+        native @ Body::Native(_) => match take_native(native) {
+            Ok(stream) => builder.stream(stream),
+            Err(_) => builder.empty(),
+        },
+    })
+}
+
+/// Reads a setting from the Worker's vars, with a default.
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn now() -> u64 {
+    worker::Date::now().as_millis() / 1000
+}
+
+#[event(fetch)]
+pub async fn fetch(
+    req: worker::Request,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<worker::Response> {
+    console_error_panic_hook::set_once();
+    let method = req.inner().method();
+    let path = req.path();
+    let cache_ttl = var(&env, "CATALOG_CACHE_TTL")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let storage = R2Storage::new(env.bucket("BUCKET")?, env.kv("CACHE").ok(), cache_ttl);
+    let config = Config {
+        base_url: var(&env, "BASE_URL").unwrap_or_default(),
+        chunk_min_length: r2::PART_SIZE as u64,
+        now,
+        ..Config::default()
+    };
+    let registry = Registry::new(storage, config);
+    let resp = registry.handle(to_core(&req)?).await;
+    if let Some(cause) = resp.extensions().get::<InternalCause>() {
+        worker::console_error!("{method} {path}: internal error: {}", cause.0);
+    }
+    from_core(resp)
+}

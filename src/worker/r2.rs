@@ -1,0 +1,496 @@
+//! Storage on R2 (everything that must be read back at once) with KV as a cache only.
+//!
+//! Keys in the bucket:
+//! - `meta/<key>`: the small objects (links, tags, referrers, catalog, upload states);
+//! - `blobs/<alg>/<hex>`: a blob, either its bytes or, for a chunked upload, an empty object
+//!   whose custom metadata `location` names where its bytes are (so completing an upload never
+//!   copies them);
+//! - `data/<id>/parts`: the multipart object a chunked upload is assembled into;
+//! - `data/<id>/tail/<offset>`: the bytes of an upload past its last full part.
+//!
+//! R2 wants every part of a multipart upload but the last to have the same size, and clients
+//! send chunks of any size (docker sends a whole layer in one PATCH). So the writer re-chunks:
+//! it uploads full [`PART_SIZE`] parts as they fill and keeps the remainder in a small tail
+//! object, named by the offset it ends at, so the state of a session always names a tail that
+//! exists even if a later request dies half-way.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use worker::{Bucket, KvStore, Range, UploadedPart};
+
+use crate::body::{Body, BoxError, ByteStream};
+use crate::digest::{Algorithm, Digest};
+use crate::storage::{
+    keys::CATALOG_DIR, DirectPut, Storage, StorageError, StorageResult, UploadWriter,
+};
+
+/// The size of every multipart part but the last: 10 MiB, so 10,000 parts hold 100 GiB.
+pub const PART_SIZE: usize = 10 * 1024 * 1024;
+/// R2's limit on the number of parts.
+const MAX_PARTS: usize = 10_000;
+const CATALOG_CACHE_KEY: &str = "catalog-v1";
+
+fn err(e: impl std::fmt::Display) -> StorageError {
+    StorageError(e.to_string())
+}
+
+#[derive(Clone)]
+pub struct R2Storage {
+    bucket: Bucket,
+    cache: Option<KvStore>,
+    cache_ttl: u64,
+}
+
+/// What a chunked upload keeps between requests (in the session's `backend` field).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct UploadBackend {
+    /// The R2 multipart upload id, once the first full part is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mp: Option<String>,
+    /// The etags of the parts written, in order.
+    #[serde(default)]
+    parts: Vec<String>,
+    /// Bytes in the tail object.
+    #[serde(default)]
+    tail: u64,
+}
+
+impl UploadBackend {
+    fn decode(raw: Option<&str>) -> StorageResult<Self> {
+        match raw {
+            None => Ok(Self::default()),
+            Some(s) => serde_json::from_str(s).map_err(err),
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        self.parts.len() as u64 * PART_SIZE as u64 + self.tail
+    }
+}
+
+fn meta_key(key: &str) -> String {
+    format!("meta/{key}")
+}
+
+fn blob_key(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+fn parts_key(id: &str) -> String {
+    format!("data/{id}/parts")
+}
+
+fn tail_key(id: &str, offset: u64) -> String {
+    format!("data/{id}/tail/{offset}")
+}
+
+fn empty_stream() -> ByteStream {
+    Box::pin(futures_util::stream::empty())
+}
+
+impl R2Storage {
+    pub fn new(bucket: Bucket, cache: Option<KvStore>, cache_ttl: u64) -> Self {
+        R2Storage {
+            bucket,
+            cache,
+            cache_ttl,
+        }
+    }
+
+    async fn read_all(&self, key: &str) -> StorageResult<Option<Vec<u8>>> {
+        let Some(obj) = self.bucket.get(key).execute().await.map_err(err)? else {
+            return Ok(None);
+        };
+        match obj.body() {
+            Some(body) => Ok(Some(body.bytes().await.map_err(err)?)),
+            None => Ok(Some(Vec::new())),
+        }
+    }
+
+    /// Where a blob's bytes are, and its size.
+    async fn locate(&self, d: &Digest) -> StorageResult<Option<(String, u64)>> {
+        let key = blob_key(d);
+        let Some(obj) = self.bucket.head(&key).await.map_err(err)? else {
+            return Ok(None);
+        };
+        let meta = obj.custom_metadata().map_err(err)?;
+        match (meta.get("location"), meta.get("size")) {
+            (Some(loc), Some(size)) => Ok(Some((loc.clone(), size.parse().map_err(err)?))),
+            _ => Ok(Some((key, obj.size()))),
+        }
+    }
+
+    async fn list_all(&self, prefix: &str, delimiter: bool) -> StorageResult<Vec<String>> {
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = self.bucket.list().prefix(prefix);
+            if delimiter {
+                q = q.delimiter("/");
+            }
+            if let Some(c) = cursor.take() {
+                q = q.cursor(c);
+            }
+            let page = q.execute().await.map_err(err)?;
+            for obj in page.objects() {
+                names.push(obj.key()[prefix.len()..].to_string());
+            }
+            if !page.truncated() {
+                break;
+            }
+            cursor = page.cursor();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(names)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> StorageResult<()> {
+        let keys: Vec<String> = self
+            .list_all(prefix, false)
+            .await?
+            .into_iter()
+            .map(|k| format!("{prefix}{k}"))
+            .collect();
+        for chunk in keys.chunks(1000) {
+            self.bucket
+                .delete_multiple(chunk.to_vec())
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Assembles a chunked upload into one object (its tail becomes the last part), unless
+    /// that was done already; returns the object's key.
+    async fn assemble(&self, id: &str, state: &UploadBackend) -> StorageResult<String> {
+        let Some(mp) = &state.mp else {
+            // Never reached a full part: the tail object is the whole blob.
+            return Ok(tail_key(id, state.offset()));
+        };
+        let key = parts_key(id);
+        if self.bucket.head(&key).await.map_err(err)?.is_some() {
+            return Ok(key);
+        }
+        let upload = self.bucket.resume_multipart_upload(&key, mp).map_err(err)?;
+        let mut parts: Vec<UploadedPart> = state
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, etag)| UploadedPart::new(i as u16 + 1, etag.clone()))
+            .collect();
+        if state.tail > 0 {
+            let tail = self
+                .read_all(&tail_key(id, state.offset()))
+                .await?
+                .ok_or_else(|| err("upload tail is missing"))?;
+            let part = upload
+                .upload_part(parts.len() as u16 + 1, tail)
+                .await
+                .map_err(err)?;
+            parts.push(part);
+        }
+        upload.complete(parts).await.map_err(err)?;
+        Ok(key)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Storage for R2Storage {
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        Ok(self.read_all(&meta_key(key)).await?.map(Bytes::from))
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> StorageResult<()> {
+        self.bucket
+            .put(meta_key(key), value.to_vec())
+            .execute()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.bucket.delete(meta_key(key)).await.map_err(err)
+    }
+
+    async fn list(&self, dir: &str) -> StorageResult<Vec<String>> {
+        // The catalog is the one listing that may be a little stale: it is cached in KV.
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| dir == CATALOG_DIR && self.cache_ttl > 0);
+        if let Some(kv) = cache {
+            if let Ok(Some(cached)) = kv.get(CATALOG_CACHE_KEY).json::<Vec<String>>().await {
+                return Ok(cached);
+            }
+        }
+        let names = self.list_all(&format!("{}/", meta_key(dir)), true).await?;
+        if let Some(kv) = cache {
+            if let Ok(put) = kv.put(CATALOG_CACHE_KEY, &names) {
+                // KV takes at least 60 s; a failed cache write only costs the next list.
+                let _ = put.expiration_ttl(self.cache_ttl.max(60)).execute().await;
+            }
+        }
+        Ok(names)
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        Ok(self.locate(digest).await?.map(|(_, size)| size))
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> StorageResult<Option<Body>> {
+        let Some((key, size)) = self.locate(digest).await? else {
+            return Ok(None);
+        };
+        if len == 0 || size == 0 {
+            return Ok(Some(Body::Empty));
+        }
+        let mut q = self.bucket.get(&key);
+        if start != 0 || len != size {
+            q = q.range(Range::OffsetWithLength {
+                offset: start,
+                length: len,
+            });
+        }
+        let Some(obj) = q.execute().await.map_err(err)? else {
+            return Ok(None);
+        };
+        let Some(body) = obj.body() else {
+            return Ok(Some(Body::Empty));
+        };
+        // Hand R2's stream straight to the response: the bytes never enter wasm.
+        let stream = body.response_body().map_err(err)?;
+        match stream {
+            worker::ResponseBody::Stream(s) => Ok(Some(super::native_body(s))),
+            worker::ResponseBody::Body(b) => Ok(Some(Body::Full(Bytes::from(b)))),
+            worker::ResponseBody::Empty => Ok(Some(Body::Empty)),
+        }
+    }
+
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {
+        self.bucket
+            .put(blob_key(digest), data.to_vec())
+            .execute()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn blob_put_direct(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: Body,
+    ) -> StorageResult<DirectPut> {
+        let stream = match super::take_native(body) {
+            Ok(s) => s,
+            Err(body) => return Ok(DirectPut::Declined(body)),
+        };
+        if size == 0 {
+            // An empty request has no stream to check; let the core do it.
+            return Ok(DirectPut::Declined(super::native_body(stream)));
+        }
+        let checksum = hex::decode(digest.hex()).map_err(err)?;
+        let put = self
+            .bucket
+            .put(blob_key(digest), worker::Data::ReadableStream(stream));
+        let put = match digest.algorithm() {
+            Algorithm::Sha256 => put.sha256(checksum),
+            Algorithm::Sha512 => put.sha512(checksum),
+        };
+        match put.execute().await {
+            Ok(_) => Ok(DirectPut::Stored),
+            // R2 refuses a body that does not match its checksum, and stores nothing.
+            Err(e)
+                if e.to_string().to_ascii_lowercase().contains("checksum")
+                    || e.to_string().to_ascii_lowercase().contains("digest") =>
+            {
+                Ok(DirectPut::Mismatch)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn upload_writer(
+        &self,
+        id: &str,
+        offset: u64,
+        backend: Option<&str>,
+    ) -> StorageResult<Box<dyn UploadWriter>> {
+        let state = UploadBackend::decode(backend)?;
+        if state.offset() != offset {
+            return Err(err("upload state does not match its offset"));
+        }
+        let mut buffer = Vec::with_capacity(PART_SIZE);
+        if state.tail > 0 {
+            let tail = self
+                .read_all(&tail_key(id, offset))
+                .await?
+                .ok_or_else(|| err("upload tail is missing"))?;
+            buffer.extend_from_slice(&tail);
+        }
+        Ok(Box::new(R2Writer {
+            storage: self.clone(),
+            id: id.to_string(),
+            state,
+            buffer,
+        }))
+    }
+
+    async fn upload_read(
+        &self,
+        id: &str,
+        len: u64,
+        backend: Option<&str>,
+    ) -> StorageResult<ByteStream> {
+        let state = UploadBackend::decode(backend)?;
+        if len == 0 {
+            return Ok(empty_stream());
+        }
+        let key = self.assemble(id, &state).await?;
+        let obj = self
+            .bucket
+            .get(&key)
+            .range(Range::Prefix { length: len })
+            .execute()
+            .await
+            .map_err(err)?
+            .ok_or_else(|| err("upload data is missing"))?;
+        let body = obj.body().ok_or_else(|| err("upload data has no body"))?;
+        let stream = body.stream().map_err(err)?;
+        Ok(Box::pin(stream.map_ok(Bytes::from).map_err(|e| {
+            Box::new(std::io::Error::other(e.to_string())) as BoxError
+        })))
+    }
+
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        backend: Option<&str>,
+    ) -> StorageResult<()> {
+        let key = blob_key(digest);
+        if self.bucket.head(&key).await.map_err(err)?.is_some() {
+            return self.upload_delete(id, backend).await;
+        }
+        if size == 0 {
+            self.bucket
+                .put(&key, Vec::new())
+                .execute()
+                .await
+                .map_err(err)?;
+            return self.upload_delete(id, backend).await;
+        }
+        let state = UploadBackend::decode(backend)?;
+        let location = self.assemble(id, &state).await?;
+        // Tails of earlier requests are no longer needed; the current one may be the blob.
+        for name in self.list_all(&format!("data/{id}/tail/"), false).await? {
+            let k = format!("data/{id}/tail/{name}");
+            if k != location {
+                self.bucket.delete(&k).await.map_err(err)?;
+            }
+        }
+        let meta = HashMap::from([
+            ("location".to_string(), location),
+            ("size".to_string(), size.to_string()),
+        ]);
+        // Two uploads of the same digest that race here both point it at identical bytes;
+        // whichever record lands last wins, and the other's data is merely unreferenced.
+        self.bucket
+            .put(&key, Vec::new())
+            .custom_metadata(meta)
+            .execute()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn upload_delete(&self, id: &str, backend: Option<&str>) -> StorageResult<()> {
+        let state = UploadBackend::decode(backend).unwrap_or_default();
+        if let Some(mp) = &state.mp {
+            if let Ok(upload) = self.bucket.resume_multipart_upload(parts_key(id), mp) {
+                let _ = upload.abort().await;
+            }
+        }
+        self.delete_prefix(&format!("data/{id}/tail/")).await
+    }
+}
+
+/// Re-chunks an upload's incoming bytes into equal R2 parts, keeping the rest as its tail.
+struct R2Writer {
+    storage: R2Storage,
+    id: String,
+    state: UploadBackend,
+    buffer: Vec<u8>,
+}
+
+impl R2Writer {
+    /// Uploads the full buffer as the next part. The buffer keeps one fixed capacity, so
+    /// memory stays flat (about two parts) whatever the size of the blob or of the requests.
+    async fn upload_part(&mut self) -> StorageResult<()> {
+        if self.state.parts.len() + 1 >= MAX_PARTS {
+            return Err(err("upload too large for R2 (10,000 parts)"));
+        }
+        let bucket = &self.storage.bucket;
+        let key = parts_key(&self.id);
+        let upload = match &self.state.mp {
+            Some(mp) => bucket.resume_multipart_upload(&key, mp).map_err(err)?,
+            None => {
+                let upload = bucket
+                    .create_multipart_upload(&key)
+                    .execute()
+                    .await
+                    .map_err(err)?;
+                self.state.mp = Some(upload.upload_id().await);
+                upload
+            }
+        };
+        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
+        let number = self.state.parts.len() as u16 + 1;
+        let uploaded = upload.upload_part(number, part).await.map_err(err)?;
+        self.state.parts.push(uploaded.etag());
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl UploadWriter for R2Writer {
+    async fn write(&mut self, chunk: Bytes) -> StorageResult<()> {
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let take = (PART_SIZE - self.buffer.len()).min(rest.len());
+            self.buffer.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buffer.len() == PART_SIZE {
+                self.upload_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> StorageResult<Option<String>> {
+        self.state.tail = self.buffer.len() as u64;
+        if !self.buffer.is_empty() {
+            let key = tail_key(&self.id, self.state.offset());
+            let data = std::mem::take(&mut self.buffer);
+            self.storage
+                .bucket
+                .put(key, data)
+                .execute()
+                .await
+                .map_err(err)?;
+        }
+        serde_json::to_string(&self.state).map(Some).map_err(err)
+    }
+}
