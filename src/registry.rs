@@ -220,20 +220,24 @@ impl<S: Storage> Registry<S> {
         let (parts, mut body) = req.into_parts();
         let mut resp = match self.dispatch(&parts, &mut body).await {
             Ok(r) => r,
-            Err(e) => {
-                // A client still sending a body it was refused would see a reset instead of
-                // our answer: read (and drop) a modest amount of it first. A client that waits
-                // for `100 Continue` has sent nothing yet, and is spared.
-                let waiting = parts
-                    .headers
-                    .get(header::EXPECT)
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-                if !waiting {
-                    let _ = body.collect_limited(DRAIN_LIMIT).await;
-                }
-                error_response(&e)
-            }
+            Err(e) => error_response(&e),
         };
+        if !matches!(body, Body::Empty) {
+            // The handler left the body unread (a refused request, a body on a GET). A client
+            // still sending it would see a reset instead of our answer, and the connection
+            // could not carry another request: read (and drop) a modest amount of it. A client
+            // that waits for `100 Continue` has sent nothing yet, and is spared.
+            let waiting = parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let drained =
+                !waiting && matches!(body.collect_limited(DRAIN_LIMIT).await, Ok(Some(_)));
+            if !drained {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
         if head {
             *resp.body_mut() = Body::Empty;
         }
@@ -636,18 +640,23 @@ impl<S: Storage> Registry<S> {
             .map_err(internal)?;
         let mut stream = std::mem::replace(body, Body::Empty).into_stream();
         let mut n: u64 = 0;
+        // An error here leaves the rest of the body unread: the connection must close.
+        let close = |e: Error| e.with_header(header::CONNECTION, HeaderValue::from_static("close"));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| {
-                Error::new(ErrorCode::BlobUploadInvalid).with_message("request body ended early")
+                close(
+                    Error::new(ErrorCode::BlobUploadInvalid)
+                        .with_message("request body ended early"),
+                )
             })?;
             n += chunk.len() as u64;
             if expected.is_some_and(|e| n > e) {
-                return Err(
-                    Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared")
-                );
+                return Err(close(
+                    Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared"),
+                ));
             }
             hasher.update(&chunk);
-            writer.write(chunk).await.map_err(internal)?;
+            writer.write(chunk).await.map_err(|e| close(internal(e)))?;
         }
         if expected.is_some_and(|e| n != e) {
             return Err(

@@ -14,7 +14,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::body::{Body, BoxError, ByteStream};
 use crate::digest::Digest;
@@ -22,12 +22,19 @@ use crate::storage::{Storage, StorageError, StorageResult, UploadWriter};
 
 /// How much a read of blob data asks the disk for at once.
 const READ_CHUNK: usize = 1024 * 1024;
+/// Blobs up to this size are read whole and inline (manifests, configs).
+const SMALL_READ: u64 = 64 * 1024;
 /// How much upload data is gathered before one write to disk.
 const WRITE_BATCH: usize = 1024 * 1024;
+
+type UploadLock = tokio::sync::OwnedMutexGuard<()>;
 
 #[derive(Clone)]
 pub struct FsStorage {
     root: Arc<PathBuf>,
+    /// One lock per upload being written, held until its last write has landed (even when the
+    /// request that started it is gone), so two writes to one upload never interleave.
+    uploads: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -68,6 +75,7 @@ impl FsStorage {
         }
         Ok(FsStorage {
             root: Arc::new(root),
+            uploads: Arc::default(),
         })
     }
 
@@ -86,6 +94,21 @@ impl FsStorage {
 
     fn upload_path(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
+    }
+
+    async fn lock_upload(&self, id: &str) -> UploadLock {
+        let lock = {
+            let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    fn forget_upload(&self, id: &str) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -110,6 +133,19 @@ fn write_atomic(tmp: PathBuf, dest: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Reads exactly `len` bytes from the current position, into memory that is not zeroed first.
+fn read_exact_len(file: &mut File, len: usize) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shorter than expected",
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
 /// Streams `len` bytes of `file` from its current position.
 fn stream_file(file: File, len: u64) -> ByteStream {
     let state = (Some(file), len);
@@ -122,19 +158,8 @@ fn stream_file(file: File, len: u64) -> ByteStream {
             }
             let want = remaining.min(READ_CHUNK as u64) as usize;
             let read = tokio::task::spawn_blocking(move || {
-                let mut buf = BytesMut::zeroed(want);
-                let mut filled = 0;
-                while filled < want {
-                    let n = file.read(&mut buf[filled..])?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shorter than expected",
-                        ));
-                    }
-                    filled += n;
-                }
-                Ok((file, buf.freeze()))
+                let data = read_exact_len(&mut file, want)?;
+                Ok::<_, io::Error>((file, data))
             })
             .await;
             match read {
@@ -152,8 +177,10 @@ fn stream_file(file: File, len: u64) -> ByteStream {
 #[async_trait::async_trait]
 impl Storage for FsStorage {
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        // Small objects are read inline: one read of a few bytes from the page cache costs far
+        // less than a hop to the blocking pool (and is what makes manifest GETs fast).
         let path = self.meta_path(key);
-        blocking(move || not_found_is_none(fs::read(path)).map(|o| o.map(Bytes::from))).await
+        Ok(not_found_is_none(fs::read(path))?.map(Bytes::from))
     }
 
     async fn put(&self, key: &str, value: Bytes) -> StorageResult<()> {
@@ -187,8 +214,9 @@ impl Storage for FsStorage {
     }
 
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        // A stat, inline for the same reason as `get`.
         let path = self.blob_path(digest);
-        blocking(move || not_found_is_none(fs::metadata(path)).map(|m| m.map(|m| m.len()))).await
+        Ok(not_found_is_none(fs::metadata(path))?.map(|m| m.len()))
     }
 
     async fn blob_read(
@@ -198,6 +226,14 @@ impl Storage for FsStorage {
         len: u64,
     ) -> StorageResult<Option<Body>> {
         let path = self.blob_path(digest);
+        if len <= SMALL_READ {
+            // Manifests and configs: read at once, inline.
+            let Some(mut f) = not_found_is_none(File::open(path))? else {
+                return Ok(None);
+            };
+            f.seek(SeekFrom::Start(start))?;
+            return Ok(Some(Body::Full(read_exact_len(&mut f, len as usize)?)));
+        }
         let file = blocking(move || {
             let Some(mut f) = not_found_is_none(File::open(path))? else {
                 return Ok(None);
@@ -226,6 +262,7 @@ impl Storage for FsStorage {
         offset: u64,
         _backend: Option<&str>,
     ) -> StorageResult<Box<dyn UploadWriter>> {
+        let lock = self.lock_upload(id).await;
         let path = self.upload_path(id);
         let file = blocking(move || {
             let mut f = OpenOptions::new()
@@ -248,7 +285,8 @@ impl Storage for FsStorage {
         })
         .await?;
         Ok(Box::new(FsWriter {
-            file: Some(file),
+            file: Some((file, lock)),
+            in_flight: None,
             pending: Vec::new(),
             pending_len: 0,
         }))
@@ -272,8 +310,9 @@ impl Storage for FsStorage {
         size: u64,
         _backend: Option<&str>,
     ) -> StorageResult<()> {
+        let _lock = self.lock_upload(id).await;
         let (src, dest) = (self.upload_path(id), self.blob_path(digest));
-        blocking(move || {
+        let committed = blocking(move || {
             if dest.exists() {
                 // Someone stored the same content first; ours is identical and not needed.
                 return not_found_is_none(fs::remove_file(&src)).map(|_| ());
@@ -300,41 +339,59 @@ impl Storage for FsStorage {
             fs::rename(&src, &dest)?;
             sync_dir(parent)
         })
-        .await
+        .await;
+        self.forget_upload(id);
+        committed
     }
 
     async fn upload_delete(&self, id: &str, _backend: Option<&str>) -> StorageResult<()> {
+        let _lock = self.lock_upload(id).await;
         let path = self.upload_path(id);
-        blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await
+        blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await?;
+        self.forget_upload(id);
+        Ok(())
     }
 }
 
-/// Appends to an upload's data file, a batch at a time, on the blocking pool.
+/// Appends to an upload's data file, a batch at a time, on the blocking pool. A batch is
+/// written while the next one is received and hashed: at most one write is in flight.
 struct FsWriter {
-    file: Option<File>,
+    /// The file, and the upload's lock, which travel with the write in flight.
+    file: Option<(File, UploadLock)>,
+    in_flight: Option<tokio::task::JoinHandle<io::Result<(File, UploadLock)>>>,
     pending: Vec<Bytes>,
     pending_len: usize,
 }
 
 impl FsWriter {
+    /// Waits for the write in flight, if any, and takes the file back.
+    async fn settle(&mut self) -> StorageResult<()> {
+        if let Some(handle) = self.in_flight.take() {
+            let file = handle
+                .await
+                .map_err(|e| StorageError(format!("storage task failed: {e}")))??;
+            self.file = Some(file);
+        }
+        Ok(())
+    }
+
     async fn flush(&mut self) -> StorageResult<()> {
+        self.settle().await?;
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut file = self
+        let (mut file, lock) = self
             .file
             .take()
             .ok_or_else(|| StorageError("writer already failed".into()))?;
         let batch = std::mem::take(&mut self.pending);
         self.pending_len = 0;
-        let file = blocking(move || {
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
             for chunk in &batch {
                 file.write_all(chunk)?;
             }
-            Ok(file)
-        })
-        .await?;
-        self.file = Some(file);
+            Ok((file, lock))
+        }));
         Ok(())
     }
 }
@@ -352,11 +409,13 @@ impl UploadWriter for FsWriter {
 
     async fn finish(mut self: Box<Self>) -> StorageResult<Option<String>> {
         self.flush().await?;
-        let file = self
+        self.settle().await?;
+        let (file, lock) = self
             .file
             .take()
             .ok_or_else(|| StorageError("writer already failed".into()))?;
         blocking(move || file.sync_data()).await?;
+        drop(lock);
         Ok(None)
     }
 }

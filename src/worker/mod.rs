@@ -76,6 +76,10 @@ fn from_core(resp: http::Response<Body>) -> worker::Result<worker::Response> {
     let (parts, body) = resp.into_parts();
     let headers = worker::Headers::new();
     for (name, value) in &parts.headers {
+        // Connection management is the runtime's.
+        if name == http::header::CONNECTION {
+            continue;
+        }
         if let Ok(v) = value.to_str() {
             headers.append(name.as_str(), v)?;
         }
@@ -85,9 +89,11 @@ fn from_core(resp: http::Response<Body>) -> worker::Result<worker::Response> {
         .with_headers(headers);
     Ok(match body {
         Body::Empty => builder.empty(),
-        Body::Full(b) => builder.fixed(b.to_vec()),
+        // `Vec::from` takes over a uniquely owned buffer instead of copying it; the one copy
+        // left is into JavaScript memory.
+        Body::Full(b) => builder.fixed(Vec::from(b)),
         Body::Stream(s) => builder.from_stream(s.map(|r| {
-            r.map(|b| b.to_vec())
+            r.map(Vec::from)
                 .map_err(|e| worker::Error::RustError(e.to_string()))
         }))?,
         native @ Body::Native(_) => match take_native(native) {
@@ -135,3 +141,6 @@ pub async fn fetch(
     }
     from_core(resp)
 }
+
+#[cfg(test)]
+mod tests;
