@@ -88,6 +88,8 @@ async fn one_gib_in_50_mib_patches_and_300_mib_in_one_patch() {
     // 1 GiB in 50 MiB PATCHes with Content-Range.
     let (seed, len, chunk) = (1, 1024 * MIB, 50 * MIB);
     let d = digest(seed, len);
+    let cpu = s.cpu_seconds();
+    let started = std::time::Instant::now();
     let r = c
         .post(format!("{}/v2/{name}/blobs/uploads/", s.url))
         .send()
@@ -129,6 +131,13 @@ async fn one_gib_in_50_mib_patches_and_300_mib_in_one_patch() {
         r.text().await.unwrap()
     );
     report(&s, "1 GiB in 50 MiB PATCHes");
+    if let (Some(before), Some(after)) = (cpu, s.cpu_seconds()) {
+        println!(
+            "1 GiB in 50 MiB PATCHes: {:.1} s wall, server CPU {:.1} s (all its processes)",
+            started.elapsed().as_secs_f64(),
+            after - before
+        );
+    }
     pull_and_check(&c, &s, &name, &d, len).await;
 
     // 300 MiB in a single streamed PATCH.

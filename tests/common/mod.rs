@@ -127,6 +127,20 @@ impl Server {
             .collect()
     }
 
+    /// CPU time (user + system) used so far by the serving processes, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let mut total = 0.0;
+        for pid in self.pids() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            total += ticks / 100.0;
+        }
+        Some(total)
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
