@@ -676,6 +676,7 @@ impl<S: Storage> Registry<S> {
         name: &Name,
         id: &str,
     ) -> Result<Response<Body>> {
+        let _session = self.storage.lock_session(id).await;
         let mut state = self.load_state(name, id).await?;
         let expected = self.check_content_range(req, name, id, &state)?;
         self.receive(&mut state, id, body, expected).await?;
@@ -693,6 +694,7 @@ impl<S: Storage> Registry<S> {
         name: &Name,
         id: &str,
     ) -> Result<Response<Body>> {
+        let _session = self.storage.lock_session(id).await;
         let mut state = self.load_state(name, id).await?;
         let q = query(req);
         let digest = parse_digest_param(q.get("digest"))?;
@@ -758,6 +760,7 @@ impl<S: Storage> Registry<S> {
     }
 
     async fn cancel_upload(&self, name: &Name, id: &str) -> Result<Response<Body>> {
+        let _session = self.storage.lock_session(id).await;
         let state = self.load_state(name, id).await?;
         self.storage
             .delete(&keys::upload(id))

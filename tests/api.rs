@@ -1073,3 +1073,54 @@ async fn empty_blob_through_a_session() {
     assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
     assert!(r.bytes().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn racing_chunks_of_one_session_never_both_land() {
+    let s = Server::native();
+    let api = Api::new(&s);
+    let name = repo("session-race");
+    let r = api
+        .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = header(&r, "location").unwrap();
+    let chunks: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 2_000_000]).collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks.clone() {
+        let req = api
+            .req(Method::PATCH, &loc)
+            .header("Content-Range", format!("0-{}", chunk.len() - 1))
+            .body(chunk);
+        tasks.push(tokio::spawn(
+            async move { req.send().await.unwrap().status() },
+        ));
+    }
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            StatusCode::ACCEPTED => winners.push(i),
+            other => assert_eq!(other, StatusCode::RANGE_NOT_SATISFIABLE),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one chunk may start the upload");
+    let chunk = &chunks[winners[0]];
+    let d = sha256(chunk);
+    let r = api
+        .req(Method::PUT, &format!("{loc}?digest={d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let got = api
+        .req(Method::GET, &format!("/v2/{name}/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), chunk.as_slice());
+}

@@ -27,14 +27,49 @@ const SMALL_READ: u64 = 64 * 1024;
 /// How much upload data is gathered before one write to disk.
 const WRITE_BATCH: usize = 1024 * 1024;
 
-type UploadLock = tokio::sync::OwnedMutexGuard<()>;
+type UploadLock = Held;
 
 #[derive(Clone)]
 pub struct FsStorage {
     root: Arc<PathBuf>,
     /// One lock per upload being written, held until its last write has landed (even when the
     /// request that started it is gone), so two writes to one upload never interleave.
-    uploads: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    uploads: Locks,
+    /// One lock per upload session, held by a request from reading the session's state to
+    /// saving it (see `Storage::lock_session`).
+    sessions: Locks,
+}
+
+type Locks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// A held per-id lock. Dropping it releases the lock and, when nobody else holds or waits for
+/// it, removes its entry, so the maps only ever hold ids in use.
+pub struct Held {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: Locks,
+    id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
+            map.remove(&self.id);
+        }
+    }
+}
+
+async fn lock_in(locks: &Locks, id: &str) -> Held {
+    let lock = {
+        let mut map = locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    };
+    Held {
+        guard: Some(lock.lock_owned().await),
+        locks: locks.clone(),
+        id: id.to_string(),
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -76,6 +111,7 @@ impl FsStorage {
         Ok(FsStorage {
             root: Arc::new(root),
             uploads: Arc::default(),
+            sessions: Arc::default(),
         })
     }
 
@@ -97,18 +133,7 @@ impl FsStorage {
     }
 
     async fn lock_upload(&self, id: &str) -> UploadLock {
-        let lock = {
-            let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(id.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
-
-    fn forget_upload(&self, id: &str) {
-        self.uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        lock_in(&self.uploads, id).await
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -256,6 +281,10 @@ impl Storage for FsStorage {
         .await
     }
 
+    async fn lock_session(&self, id: &str) -> Box<dyn crate::storage::SessionGuard> {
+        Box::new(lock_in(&self.sessions, id).await)
+    }
+
     async fn upload_writer(
         &self,
         id: &str,
@@ -312,7 +341,7 @@ impl Storage for FsStorage {
     ) -> StorageResult<()> {
         let _lock = self.lock_upload(id).await;
         let (src, dest) = (self.upload_path(id), self.blob_path(digest));
-        let committed = blocking(move || {
+        blocking(move || {
             if dest.exists() {
                 // Someone stored the same content first; ours is identical and not needed.
                 return not_found_is_none(fs::remove_file(&src)).map(|_| ());
@@ -339,17 +368,13 @@ impl Storage for FsStorage {
             fs::rename(&src, &dest)?;
             sync_dir(parent)
         })
-        .await;
-        self.forget_upload(id);
-        committed
+        .await
     }
 
     async fn upload_delete(&self, id: &str, _backend: Option<&str>) -> StorageResult<()> {
         let _lock = self.lock_upload(id).await;
         let path = self.upload_path(id);
-        blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await?;
-        self.forget_upload(id);
-        Ok(())
+        blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await
     }
 }
 

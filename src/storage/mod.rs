@@ -69,6 +69,16 @@ pub trait Storage: MaybeSendSync {
     /// Stores a small blob (a manifest) whose digest the caller has verified.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()>;
 
+    /// Holds off other requests on upload session `id` until the guard is dropped, so two
+    /// chunks of one session are never received at once. Natively this is a lock in the
+    /// process. The default (and R2, whose isolates share no memory) has none: there, two
+    /// requests racing on one session can at worst spoil that session, which its digest check
+    /// then refuses; nothing stored is affected.
+    async fn lock_session(&self, id: &str) -> Box<dyn SessionGuard> {
+        let _ = id;
+        Box::new(())
+    }
+
     /// Opens the data of upload `id` for appending at `offset`. Anything stored past `offset`
     /// (from a request that failed half-way) is discarded. `backend` is what the last
     /// [`UploadWriter::finish`] returned.
@@ -97,6 +107,10 @@ pub trait Storage: MaybeSendSync {
     /// Removes the data of upload `id`.
     async fn upload_delete(&self, id: &str, backend: Option<&str>) -> StorageResult<()>;
 }
+
+/// Held while a request works on an upload session (see [`Storage::lock_session`]).
+pub trait SessionGuard: MaybeSend {}
+impl<T: MaybeSend> SessionGuard for T {}
 
 /// What became of [`Storage::blob_put_direct`].
 pub enum DirectPut {
