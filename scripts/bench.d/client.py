@@ -6,8 +6,12 @@ straight from the blob file in /dev/shm (zero-copy), response bodies are drained
 reusable buffer, so the client costs little next to the servers it measures.
 
 Every figure alternates the servers run by run (ours, reference, ours, ...), so slow drift in
-the machine's background load hits both alike. Each figure is appended to a results file (TSV)
-and printed as one line; `report` prints the markdown table at the end.
+the machine's background load hits both alike. Each figure is appended to a results file (JSON
+lines) and printed as one line; `report` prints the markdown table at the end.
+
+The two columns are "ours" (--ours) and "reference" (--ref) unless `--names A,B` (before the
+subcommand) names them otherwise: `scripts/bench --worker` compares the Worker with our native
+server as `--names worker,native`.
 """
 
 import argparse
@@ -23,7 +27,9 @@ import time
 import urllib.parse
 
 DRAIN = bytearray(4 << 20)
+# The two columns: the server given as --ours, the one given as --ref (see `--names`).
 NAMES = ("ours", "reference")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class HttpError(Exception):
@@ -145,6 +151,40 @@ def expect(status, want, what, hdrs=None, body=b""):
         raise HttpError(f"{what}: HTTP {status}, expected {want}: {detail!r}")
 
 
+# ---- process figures (Linux /proc) -----------------------------------------------------------
+
+
+def pid_list(text):
+    return [int(p) for p in (text or "").split(",") if p.strip()]
+
+
+def cpu_seconds(pids):
+    """utime + stime of the processes (all their threads), in seconds. A process that is gone
+    counts 0, so take the difference over a span in which the processes live."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def hwm_mib(pid):
+    """Peak resident memory (VmHWM) of a process so far, in MiB (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 # ---- operations ------------------------------------------------------------------------------
 
 
@@ -250,6 +290,24 @@ def sha256_of(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def refresh(path):
+    """Makes `path` new content (random first 32 bytes, in place) and returns its sha256 digest,
+    for servers whose store cannot be emptied from outside (the Worker's local R2): every run
+    then uploads a blob the server has never seen."""
+    import hashlib
+
+    with open(path, "r+b") as f:
+        f.write(os.urandom(32))
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(16 << 20)
+            if not block:
+                break
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
 def put_blob_bytes(c, repo, data):
     digest = sha256_of(data)
     loc = open_session(c, repo)
@@ -283,24 +341,22 @@ def ratio(a, b):
 
 def record(results, label, unit, better, runs):
     """Appends one figure (median of each server's runs) to the results file and prints its line."""
+    unknown = set(runs) - set(NAMES)
+    if unknown:
+        raise SystemExit(f"record: unknown column(s) {sorted(unknown)}; columns are {NAMES}")
     med = {n: (statistics.median(runs[n]) if runs.get(n) else None) for n in NAMES}
-    r = ratio(med["ours"], med["reference"])
-    row = {
-        "label": label,
-        "unit": unit,
-        "better": better,
-        "ours": med["ours"],
-        "reference": med["reference"],
-        "runs": runs,
-    }
+    r = ratio(med[NAMES[0]], med[NAMES[1]])
+    row = {"label": label, "unit": unit, "better": better, "runs": runs}
+    row.update(med)
     with open(results, "a") as f:
         f.write(json.dumps(row) + "\n")
     runs_txt = "; ".join(
         f"{n}: " + " ".join(fmt(x) for x in runs.get(n) or []) for n in NAMES if runs.get(n)
     )
+    a, b = NAMES
     print(
-        f"{label} [{unit}, {better} is better]: ours {fmt(med['ours'])}, "
-        f"reference {fmt(med['reference'])}, ratio ours/reference "
+        f"{label} [{unit}, {better} is better]: {a} {fmt(med[a])}, "
+        f"{b} {fmt(med[b])}, ratio {a}/{b} "
         f"{fmt(r) if r is not None else 'n/a'}   (runs {runs_txt})",
         flush=True,
     )
@@ -308,12 +364,12 @@ def record(results, label, unit, better, runs):
 
 def targets(args):
     out = []
-    for n, url, root in (
-        ("ours", args.ours, args.ours_root),
-        ("reference", args.ref, args.ref_root),
+    for n, url, root, pids in (
+        (NAMES[0], args.ours, args.ours_root, getattr(args, "ours_pids", None)),
+        (NAMES[1], args.ref, args.ref_root, getattr(args, "ref_pids", None)),
     ):
         if url:
-            out.append((n, url, root))
+            out.append((n, url, root, pid_list(pids)))
     return out
 
 
@@ -321,39 +377,96 @@ def targets(args):
 
 
 def cmd_upload(args):
+    """Uploads the file `--runs` times to each server. With --fresh, each upload is of new
+    content (see `refresh`). With --ours-pids / --ref-pids, also records the CPU seconds those
+    processes spent per GiB uploaded."""
     size = os.path.getsize(args.file)
-    hexd = args.digest.split(":", 1)[1]
-    runs = {}
+    runs, cpu = {}, {}
     skip = set(args.skip or [])
     for _ in range(args.runs):
-        for name, url, root in targets(args):
+        for name, url, root, pids in targets(args):
             if name in skip:
                 continue
-            dt = push(url, args.repo, args.file, args.digest, args.mode, args.chunk)
+            digest = refresh(args.file) if args.fresh else args.digest
+            before = cpu_seconds(pids)
+            dt = push(url, args.repo, args.file, digest, args.mode, args.chunk)
+            if pids:
+                cpu.setdefault(name, []).append((cpu_seconds(pids) - before) / (size / 2**30))
             if root:
-                forget(root, hexd)
+                forget(root, digest.split(":", 1)[1])
             runs.setdefault(name, []).append(size / dt / 1e6 if args.metric == "mbps" else dt)
     unit, better = ("MB/s", "higher") if args.metric == "mbps" else ("s", "lower")
     record(args.results, args.label, unit, better, runs)
+    if cpu:
+        record(args.results, f"CPU time per GiB: {args.label}", "s/GiB", "lower", cpu)
 
 
 def cmd_download(args):
     size = os.path.getsize(args.file)
     runs = {}
-    for name, url, _root in targets(args):
+    for name, url, _root, _pids in targets(args):
         # Store the blob once (kept: the downloads read it).
         push(url, args.repo, args.file, args.digest, "postput", 0)
     for _ in range(args.runs):
-        for name, url, _root in targets(args):
+        for name, url, _root, _pids in targets(args):
             dt = pull(url, args.repo, args.digest, size)
             runs.setdefault(name, []).append(size / dt / 1e6)
     record(args.results, args.label, "MB/s", "higher", runs)
 
 
 def cmd_push_once(args):
-    """One upload (for the peak-RSS figure); prints the seconds it took."""
+    """One upload (for the peak-RSS figure); prints the seconds it took. With --pids (the
+    server's processes, comma-separated) it prints `SECONDS CPU_SECONDS PEAK_RSS_MIB DETAIL`:
+    the CPU seconds the processes spent during the upload, the sum of their peak RSS (VmHWM)
+    after it, and DETAIL, pid:cpu:peak for each process."""
+    pids = pid_list(args.pids)
+    before = {p: cpu_seconds([p]) for p in pids}
     dt = push(args.url, args.repo, args.file, args.digest, args.mode, args.chunk)
-    print(f"{dt:.3f}")
+    if not pids:
+        print(f"{dt:.3f}")
+        return
+    detail, cpu, hwm = [], 0.0, 0.0
+    for p in pids:
+        c = cpu_seconds([p]) - before[p]
+        h = hwm_mib(p)
+        if h is None:
+            raise HttpError(f"process {p} is gone: no peak RSS")
+        cpu += c
+        hwm += h
+        detail.append(f"{p}:{c:.2f}:{h:.1f}")
+    print(f"{dt:.3f} {cpu:.3f} {hwm:.1f} {','.join(detail)}")
+
+
+def cmd_coldstart(args):
+    """The first request to a server that is just starting, and the ones after it: waits
+    (bounded by --wait seconds) until the port accepts a connection, sends GET /v2/ on it at
+    once, then `--count` more GET /v2/, each on a new connection as the first was. A latency is
+    from the connection being open to the whole response read. Prints `FIRST_MS MEDIAN_MS`
+    (the median of the later requests)."""
+    u = urllib.parse.urlsplit(args.url)
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            c = Conn(args.url)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise HttpError(f"{u.netloc} did not accept a connection in {args.wait} s")
+            time.sleep(0.002)
+
+    def timed(c):
+        try:
+            t0 = time.perf_counter()
+            s, h, b = c.request("GET", "/v2/")
+            dt = (time.perf_counter() - t0) * 1e3
+        finally:
+            c.close()
+        expect(s, 200, "GET /v2/", h, b)
+        return dt
+
+    first = timed(c)
+    later = [timed(Conn(args.url)) for _ in range(args.count)]
+    print(f"{first:.2f} {statistics.median(later):.2f}")
 
 
 def cmd_probe_post(args):
@@ -475,10 +588,10 @@ def run_ab_head(url, path, args, csv):
 
 
 def cmd_wrk(args):
-    paths = {"ours": args.ours_path, "reference": args.ref_path or args.ours_path}
+    paths = {NAMES[0]: args.ours_path, NAMES[1]: args.ref_path or args.ours_path}
     runs = {n: {"rps": [], "p50": [], "p99": []} for n in NAMES}
     for _ in range(args.runs):
-        for name, url, _root in targets(args):
+        for name, url, _root, _pids in targets(args):
             if args.head:
                 rps, p50, p99 = run_ab_head(url, paths[name], args, args.results + ".ab.csv")
             else:
@@ -522,18 +635,22 @@ def cmd_linearity(args):
 
 def cmd_report(args):
     rows = [json.loads(line) for line in open(args.results)]
-    print("| figure | ours | reference | ratio ours/ref |")
+    a, b = NAMES
+    short = {"reference": "ref"}
+    print(f"| figure | {a} | {b} | ratio {short.get(a, a)}/{short.get(b, b)} |")
     print("|---|---:|---:|---:|")
     for r in rows:
-        rt = ratio(r["ours"], r["reference"])
+        rt = ratio(r.get(a), r.get(b))
         print(
-            f"| {r['label']} ({r['unit']}, {r['better']} is better) | {fmt(r['ours'])} | "
-            f"{fmt(r['reference'])} | {fmt(rt) if rt is not None else 'n/a'} |"
+            f"| {r['label']} ({r['unit']}, {r['better']} is better) | {fmt(r.get(a))} | "
+            f"{fmt(r.get(b))} | {fmt(rt) if rt is not None else 'n/a'} |"
         )
 
 
 def main():
+    global NAMES
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--names", default=",".join(NAMES), help="the two columns' names: A,B")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp):
@@ -553,7 +670,10 @@ def main():
     sp.add_argument("--mode", choices=["post", "postput", "chunked"], required=True)
     sp.add_argument("--chunk", type=int, default=16 << 20)
     sp.add_argument("--metric", choices=["mbps", "seconds"], default="mbps")
-    sp.add_argument("--skip", action="append", choices=NAMES)
+    sp.add_argument("--skip", action="append", help="a column to leave out")
+    sp.add_argument("--fresh", action="store_true", help="new content for every upload")
+    sp.add_argument("--ours-pids", help="processes whose CPU time to count, comma-separated")
+    sp.add_argument("--ref-pids", help="processes whose CPU time to count, comma-separated")
     sp.set_defaults(fn=cmd_upload)
 
     sp = sub.add_parser("download")
@@ -595,7 +715,14 @@ def main():
     sp.add_argument("--digest", required=True)
     sp.add_argument("--mode", choices=["post", "postput", "chunked"], default="postput")
     sp.add_argument("--chunk", type=int, default=16 << 20)
+    sp.add_argument("--pids", help="the server's processes: also print CPU time and peak RSS")
     sp.set_defaults(fn=cmd_push_once)
+
+    sp = sub.add_parser("coldstart")
+    sp.add_argument("--url", required=True)
+    sp.add_argument("--count", type=int, default=20)
+    sp.add_argument("--wait", type=float, default=60, help="seconds to wait for the port")
+    sp.set_defaults(fn=cmd_coldstart)
 
     sp = sub.add_parser("probe-post")
     sp.add_argument("--url", required=True)
@@ -609,6 +736,13 @@ def main():
     sp.set_defaults(fn=cmd_setup)
 
     args = p.parse_args()
+    names = tuple(n.strip() for n in args.names.split(","))
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise SystemExit(f"--names wants two different names, A,B: {args.names!r}")
+    NAMES = names
+    for n in getattr(args, "skip", None) or []:
+        if n not in NAMES:
+            raise SystemExit(f"--skip {n}: columns are {NAMES}")
     try:
         args.fn(args)
     except HttpError as e:
