@@ -551,7 +551,7 @@ impl<S: Storage> Registry<S> {
         }
         let id = new_upload_id();
         let state = UploadState::new(name, Algorithm::Sha256, (self.config.now)());
-        self.save_state(&id, &state).await?;
+        self.save_state(name, &id, &state).await?;
         Ok(finish(
             self.upload_response(StatusCode::ACCEPTED, name, &id, 0)
                 .header(CHUNK_MIN_LENGTH, self.config.chunk_min_length),
@@ -566,24 +566,46 @@ impl<S: Storage> Registry<S> {
         if !valid_upload_id(id) {
             return Err(unknown());
         }
-        let raw = self
+        let (raw, version) = self
             .storage
-            .get(&keys::upload(id))
+            .get_versioned(&keys::upload(id))
             .await
             .map_err(internal)?
             .ok_or_else(unknown)?;
-        let state = UploadState::decode(&raw).ok_or_else(unknown)?;
+        let mut state = UploadState::decode(&raw).ok_or_else(unknown)?;
         if state.repo != name.as_str() {
             return Err(unknown());
         }
+        state.version = Some(version);
         Ok(state)
     }
 
-    async fn save_state(&self, id: &str, state: &UploadState) -> Result<()> {
-        self.storage
-            .put(&keys::upload(id), Bytes::from(state.encode()))
+    /// Saves a session's state: a new one as it is, one that was read only if nobody saved it
+    /// since (a request that lost such a race gets 416 with the session's current range).
+    async fn save_state(&self, name: &Name, id: &str, state: &UploadState) -> Result<()> {
+        let key = keys::upload(id);
+        let value = Bytes::from(state.encode());
+        let Some(version) = &state.version else {
+            return self.storage.put(&key, value).await.map_err(internal);
+        };
+        if self
+            .storage
+            .put_if(&key, value, version)
             .await
-            .map_err(internal)
+            .map_err(internal)?
+        {
+            return Ok(());
+        }
+        let current = self.load_state(name, id).await?;
+        Err(Error::new(ErrorCode::BlobUploadInvalid)
+            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .with_message("the upload was changed by another request")
+            .with_header(
+                header::RANGE,
+                hv(&format!("0-{}", current.offset.saturating_sub(1))),
+            )
+            .with_header(header::LOCATION, hv(&self.urls.upload(name, id)))
+            .with_header(UPLOAD_UUID, hv(id)))
     }
 
     /// Checks a chunk's `Content-Range` against the session; returns the chunk's length.
@@ -680,7 +702,7 @@ impl<S: Storage> Registry<S> {
         let mut state = self.load_state(name, id).await?;
         let expected = self.check_content_range(req, name, id, &state)?;
         self.receive(&mut state, id, body, expected).await?;
-        self.save_state(id, &state).await?;
+        self.save_state(name, id, &state).await?;
         Ok(finish(
             self.upload_response(StatusCode::ACCEPTED, name, id, state.offset),
             Body::Empty,

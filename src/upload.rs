@@ -26,6 +26,10 @@ pub struct UploadState {
     /// The storage backend's own state for this upload, if it keeps any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The version of the stored state this was read from (not stored): saving it again
+    /// succeeds only if nobody saved it in between.
+    #[serde(skip)]
+    pub version: Option<String>,
 }
 
 impl UploadState {
@@ -37,6 +41,7 @@ impl UploadState {
             hash: hex::encode(Hasher::new(alg).save()),
             created: now,
             backend: None,
+            version: None,
         }
     }
 

@@ -1076,7 +1076,7 @@ async fn empty_blob_through_a_session() {
 
 #[tokio::test]
 async fn racing_chunks_of_one_session_never_both_land() {
-    let s = Server::native();
+    let s = Server::start();
     let api = Api::new(&s);
     let name = repo("session-race");
     let r = api

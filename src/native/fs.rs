@@ -38,6 +38,8 @@ pub struct FsStorage {
     /// One lock per upload session, held by a request from reading the session's state to
     /// saving it (see `Storage::lock_session`).
     sessions: Locks,
+    /// One lock per key being written conditionally (`put_if`).
+    conditional: Locks,
 }
 
 type Locks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
@@ -93,6 +95,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn content_version(content: &[u8]) -> String {
+    crate::digest::Digest::of(crate::digest::Algorithm::Sha256, content)
+        .hex()
+        .to_string()
+}
+
 fn temp_name() -> String {
     crate::upload::new_upload_id()
 }
@@ -112,6 +120,7 @@ impl FsStorage {
             root: Arc::new(root),
             uploads: Arc::default(),
             sessions: Arc::default(),
+            conditional: Arc::default(),
         })
     }
 
@@ -211,6 +220,25 @@ impl Storage for FsStorage {
     async fn put(&self, key: &str, value: Bytes) -> StorageResult<()> {
         let (dest, tmp) = (self.meta_path(key), self.temp_path());
         blocking(move || write_atomic(tmp, &dest, &value)).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> StorageResult<Option<(Bytes, String)>> {
+        Ok(self.get(key).await?.map(|b| {
+            let version = content_version(&b);
+            (b, version)
+        }))
+    }
+
+    async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool> {
+        // The version of a small object is the digest of its content; a lock per key makes the
+        // compare and the write one step (within this process, which owns the folder).
+        let _held = lock_in(&self.conditional, key).await;
+        match self.get(key).await? {
+            Some(current) if content_version(&current) == version => {}
+            _ => return Ok(false),
+        }
+        self.put(key, value).await?;
+        Ok(true)
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {

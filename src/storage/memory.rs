@@ -12,6 +12,8 @@ use crate::digest::Digest;
 #[derive(Default)]
 struct Inner {
     objects: BTreeMap<String, Bytes>,
+    /// Bumped by every write of a key, for `put_if`.
+    versions: HashMap<String, u64>,
     blobs: HashMap<Digest, Bytes>,
     uploads: HashMap<String, Vec<u8>>,
 }
@@ -45,12 +47,35 @@ impl Storage for MemoryStorage {
     }
 
     async fn put(&self, key: &str, value: Bytes) -> StorageResult<()> {
-        self.lock().objects.insert(key.to_string(), value);
+        let mut inner = self.lock();
+        inner.objects.insert(key.to_string(), value);
+        *inner.versions.entry(key.to_string()).or_default() += 1;
         Ok(())
     }
 
+    async fn get_versioned(&self, key: &str) -> StorageResult<Option<(Bytes, String)>> {
+        let inner = self.lock();
+        Ok(inner.objects.get(key).map(|v| {
+            let version = inner.versions.get(key).copied().unwrap_or_default();
+            (v.clone(), version.to_string())
+        }))
+    }
+
+    async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool> {
+        let mut inner = self.lock();
+        let current = inner.versions.get(key).copied().unwrap_or_default();
+        if !inner.objects.contains_key(key) || current.to_string() != version {
+            return Ok(false);
+        }
+        inner.objects.insert(key.to_string(), value);
+        inner.versions.insert(key.to_string(), current + 1);
+        Ok(true)
+    }
+
     async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.lock().objects.remove(key);
+        let mut inner = self.lock();
+        inner.objects.remove(key);
+        *inner.versions.entry(key.to_string()).or_default() += 1;
         Ok(())
     }
 

@@ -43,6 +43,11 @@ pub trait Storage: MaybeSendSync {
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>>;
     /// Writes a small object whole: readers see the old value or the new one, never a mix.
     async fn put(&self, key: &str, value: Bytes) -> StorageResult<()>;
+    /// Reads a small object with its version: an opaque tag that changes with every write.
+    async fn get_versioned(&self, key: &str) -> StorageResult<Option<(Bytes, String)>>;
+    /// Writes a small object only if it is still at `version` (as [`Storage::get_versioned`]
+    /// gave it). `Ok(false)`, and nothing written, when another writer got there first.
+    async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool>;
     /// Removes a small object; removing one that is not there is not an error.
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// The names of the small objects directly under `dir` (keys `dir/<name>`), in any order.

@@ -6,20 +6,22 @@
 //!   whose custom metadata `location` names where its bytes are (so completing an upload never
 //!   copies them);
 //! - `data/<id>/parts`: the multipart object a chunked upload is assembled into;
-//! - `data/<id>/tail/<offset>`: the bytes of an upload past its last full part.
+//! - `data/<id>/tail/<offset>-<random>`: the bytes of an upload past its last full part.
 //!
 //! R2 wants every part of a multipart upload but the last to have the same size, and clients
 //! send chunks of any size (docker sends a whole layer in one PATCH). So the writer re-chunks:
 //! it uploads full [`PART_SIZE`] parts as they fill and keeps the remainder in a small tail
-//! object, named by the offset it ends at, so the state of a session always names a tail that
-//! exists even if a later request dies half-way.
+//! object. Every request writes a tail of its own (named by its offset and a random suffix) and
+//! the session's state names the current one, so the state always names a tail that exists,
+//! even if a later request dies half-way or loses a race on the session (the session's state
+//! is saved with an R2 etag condition).
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use worker::{Bucket, KvStore, Range, UploadedPart};
+use worker::{Bucket, Conditional, KvStore, Range, UploadedPart};
 
 use crate::body::{Body, BoxError, ByteStream};
 use crate::digest::{Algorithm, Digest};
@@ -56,6 +58,10 @@ struct UploadBackend {
     /// Bytes in the tail object.
     #[serde(default)]
     tail: u64,
+    /// The tail object's key. Each request writes a tail of its own, so a request that loses a
+    /// race on the session never overwrites the tail that the session's state names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail_key: Option<String>,
 }
 
 impl UploadBackend {
@@ -68,6 +74,13 @@ impl UploadBackend {
 
     fn offset(&self) -> u64 {
         self.parts.len() as u64 * PART_SIZE as u64 + self.tail
+    }
+
+    /// The key of the current tail object.
+    fn tail_object(&self, id: &str) -> String {
+        self.tail_key
+            .clone()
+            .unwrap_or_else(|| tail_key(id, &self.offset().to_string()))
     }
 }
 
@@ -83,8 +96,8 @@ fn parts_key(id: &str) -> String {
     format!("data/{id}/parts")
 }
 
-fn tail_key(id: &str, offset: u64) -> String {
-    format!("data/{id}/tail/{offset}")
+fn tail_key(id: &str, name: &str) -> String {
+    format!("data/{id}/tail/{name}")
 }
 
 fn empty_stream() -> ByteStream {
@@ -170,7 +183,7 @@ impl R2Storage {
     async fn assemble(&self, id: &str, state: &UploadBackend) -> StorageResult<String> {
         let Some(mp) = &state.mp else {
             // Never reached a full part: the tail object is the whole blob.
-            return Ok(tail_key(id, state.offset()));
+            return Ok(state.tail_object(id));
         };
         let key = parts_key(id);
         if self.bucket.head(&key).await.map_err(err)?.is_some() {
@@ -185,7 +198,7 @@ impl R2Storage {
             .collect();
         if state.tail > 0 {
             let tail = self
-                .read_all(&tail_key(id, state.offset()))
+                .read_all(&state.tail_object(id))
                 .await?
                 .ok_or_else(|| err("upload tail is missing"))?;
             let part = upload
@@ -212,6 +225,36 @@ impl Storage for R2Storage {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &str) -> StorageResult<Option<(Bytes, String)>> {
+        let Some(obj) = self
+            .bucket
+            .get(meta_key(key))
+            .execute()
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let etag = obj.etag();
+        let data = match obj.body() {
+            Some(body) => body.bytes().await.map_err(err)?,
+            None => Vec::new(),
+        };
+        Ok(Some((Bytes::from(data), etag)))
+    }
+
+    async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool> {
+        // R2 checks the etag and writes in one step; it answers null when the check fails.
+        let put = self
+            .bucket
+            .put(meta_key(key), value.to_vec())
+            .only_if(Conditional {
+                etag_matches: Some(version.to_string()),
+                ..Default::default()
+            });
+        Ok(put.execute().await.map_err(err)?.is_some())
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {
@@ -334,7 +377,7 @@ impl Storage for R2Storage {
         let mut buffer = Vec::with_capacity(PART_SIZE);
         if state.tail > 0 {
             let tail = self
-                .read_all(&tail_key(id, offset))
+                .read_all(&state.tail_object(id))
                 .await?
                 .ok_or_else(|| err("upload tail is missing"))?;
             buffer.extend_from_slice(&tail);
@@ -481,8 +524,11 @@ impl UploadWriter for R2Writer {
 
     async fn finish(mut self: Box<Self>) -> StorageResult<Option<String>> {
         self.state.tail = self.buffer.len() as u64;
+        self.state.tail_key = None;
         if !self.buffer.is_empty() {
-            let key = tail_key(&self.id, self.state.offset());
+            let name = format!("{}-{}", self.state.offset(), crate::upload::new_upload_id());
+            let key = tail_key(&self.id, &name);
+            self.state.tail_key = Some(key.clone());
             let data = std::mem::take(&mut self.buffer);
             self.storage
                 .bucket
