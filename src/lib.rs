@@ -5,6 +5,7 @@
 //! nothing of tokio, hyper, the filesystem or Cloudflare. Adapters convert requests, responses
 //! and streams, and supply the storage.
 
+pub mod auth;
 pub mod body;
 pub mod digest;
 pub mod error;
