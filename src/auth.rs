@@ -1,13 +1,22 @@
 //! Access control, sans-IO: the modes, permissions on repository-name patterns, the scopes of
 //! the token protocol, and the short-lived Bearer tokens the registry signs itself (HMAC-SHA256).
 //!
-//! This is the groundwork of issue #5: these pieces are tested here, and not yet wired into
-//! [`crate::Registry`] (every request is still allowed).
+//! [`Access`] puts them together for [`crate::Registry`]: it authenticates a request (Basic
+//! credentials checked against htpasswd bcrypt hashes, or a Bearer token), decides whether the
+//! principal may do what the request needs, answers with the spec's UNAUTHORIZED (plus a
+//! `WWW-Authenticate` challenge), DENIED or TOOMANYREQUESTS, and issues tokens at `/token`.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
+use http::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::error::{Error, ErrorCode};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -247,6 +256,482 @@ pub fn bearer_challenge(realm: &str, service: &str, scope: Option<&Scope>) -> St
         c.push_str(&format!(",scope=\"{}\"", s.to_header()));
     }
     c
+}
+
+/// Users and their bcrypt password hashes, in the htpasswd format the reference registry reads:
+/// `user:$2y$10$...` lines; blank lines and `#` comments are skipped.
+#[derive(Default)]
+pub struct Htpasswd {
+    users: HashMap<String, String>,
+}
+
+impl Htpasswd {
+    /// Parses an htpasswd file. Errors name the line, never its content.
+    pub fn parse(text: &str) -> Result<Htpasswd, String> {
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let n = i + 1;
+            let (user, hash) = line
+                .split_once(':')
+                .ok_or_else(|| format!("htpasswd line {n}: not USER:HASH"))?;
+            if user.is_empty() {
+                return Err(format!("htpasswd line {n}: empty user name"));
+            }
+            let bcrypt = ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p));
+            if !bcrypt || hash.len() != 60 {
+                return Err(format!(
+                    "htpasswd line {n}: only bcrypt hashes are supported (htpasswd -B, or edge-registry hash-password)"
+                ));
+            }
+            users.insert(user.to_string(), hash.to_string());
+        }
+        Ok(Htpasswd { users })
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Whether `password` is `user`'s. An unknown user costs a bcrypt check too, so the time
+    /// taken does not tell which users exist.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        match self.users.get(user) {
+            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            None => {
+                if let Some(any) = self.users.values().next() {
+                    let _ = bcrypt::verify(password, any);
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Per-user permissions: lines of `user pattern=actions [pattern=actions ...]`, e.g.
+/// `bob team-b/*=pull,push shared/*=pull`. A user without a line may do everything.
+#[derive(Default)]
+pub struct Grants(HashMap<String, Vec<Grant>>);
+
+impl Grants {
+    pub fn parse(text: &str) -> Result<Grants, String> {
+        let mut out = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let user = words.next().unwrap_or_default();
+            let grants = words
+                .map(Grant::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("grants line {}: {e}", i + 1))?;
+            out.insert(user.to_string(), grants);
+        }
+        Ok(Grants(out))
+    }
+
+    /// Whether `user` may do `action` on `repo`.
+    pub fn allows(&self, user: &str, repo: &str, action: Action) -> bool {
+        self.0
+            .get(user)
+            .is_none_or(|g| g.iter().any(|g| g.allows(repo, action)))
+    }
+}
+
+/// The users and their grants; replaced whole when the files change.
+#[derive(Default)]
+pub struct Accounts {
+    pub htpasswd: Htpasswd,
+    pub grants: Grants,
+}
+
+/// The client's address, which adapters attach to a request as an extension: failed logins
+/// are counted per address.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
+    /// A user whose Basic credentials were checked.
+    User(String),
+    /// A Bearer token the registry signed; `sub` is empty for an anonymous token.
+    Token(Claims),
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Need<'a> {
+    /// `/v2/`: the API version check, which is also how clients log in.
+    Base,
+    /// `/v2/_catalog`: its list is filtered to what the principal may pull.
+    Catalog,
+    Repo(&'a str, Action),
+}
+
+const FAILURE_WINDOW: u64 = 60;
+const MAX_TRACKED: usize = 10_000;
+const VERIFIED_TTL: u64 = 300;
+
+/// Access control for one registry: the mode, the accounts, the token key, and what is
+/// remembered between requests (failed logins per client, recently verified credentials).
+pub struct Access {
+    mode: Mode,
+    accounts: RwLock<Arc<Accounts>>,
+    token_key: Option<TokenKey>,
+    token_ttl: u64,
+    service: String,
+    max_failures: u32,
+    /// Failed logins per client: (count, start of the window).
+    failures: Mutex<HashMap<String, (u32, u64)>>,
+    /// SHA-256 of recently verified `user\0password`, with when that expires: bcrypt is slow
+    /// on purpose, and clients using Basic credentials send them on every request.
+    verified: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("mode", &self.mode)
+            .field("token_auth", &self.token_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    pub fn new(mode: Mode, accounts: Accounts, token_key: Option<TokenKey>) -> Access {
+        Access {
+            mode,
+            accounts: RwLock::new(Arc::new(accounts)),
+            token_key,
+            token_ttl: 300,
+            service: "edge-registry".into(),
+            max_failures: 10,
+            failures: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Everyone may do everything.
+    pub fn open() -> Access {
+        Access::new(Mode::Open, Accounts::default(), None)
+    }
+
+    /// Lifetime of the tokens issued, in seconds (default 300).
+    pub fn with_token_ttl(mut self, seconds: u64) -> Access {
+        self.token_ttl = seconds.max(1);
+        self
+    }
+
+    /// Failed logins a client may make per minute before it gets 429 (default 10).
+    pub fn with_max_failures(mut self, per_minute: u32) -> Access {
+        self.max_failures = per_minute.max(1);
+        self
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Replaces users and grants (credential rotation). Remembered verifications are dropped,
+    /// so a removed or changed password stops working at once.
+    pub fn set_accounts(&self, accounts: Accounts) {
+        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(accounts);
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    fn accounts(&self) -> Arc<Accounts> {
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Checks a user's password, counting failures per client: past the limit, every attempt
+    /// (right or wrong) gets 429 until the minute is over.
+    pub fn login(&self, user: &str, password: &str, client: &str, now: u64) -> Result<bool, Error> {
+        {
+            let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&(count, start)) = failures.get(client) {
+                if count >= self.max_failures && now < start + FAILURE_WINDOW {
+                    let wait = start + FAILURE_WINDOW - now;
+                    return Err(Error::new(ErrorCode::TooManyRequests)
+                        .with_message("too many failed logins; try again later")
+                        .with_header(header::RETRY_AFTER, HeaderValue::from(wait)));
+                }
+            }
+        }
+        let mut h = sha2::Sha256::new();
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
+        {
+            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if verified.get(&key).is_some_and(|&exp| now < exp) {
+                return Ok(true);
+            }
+        }
+        if self.accounts().htpasswd.verify(user, password) {
+            let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if verified.len() >= MAX_TRACKED {
+                verified.retain(|_, exp| now < *exp);
+                if verified.len() >= MAX_TRACKED {
+                    verified.clear();
+                }
+            }
+            verified.insert(key, now + VERIFIED_TTL);
+            return Ok(true);
+        }
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, (_, start)| now < *start + FAILURE_WINDOW);
+        }
+        let entry = failures.entry(client.to_string()).or_insert((0, now));
+        if now >= entry.1 + FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        Ok(false)
+    }
+
+    /// Who sent a request, from its `Authorization` header. Bad credentials and bad tokens
+    /// are refused here (401, or 429 past the failure limit); no header is [`Principal::Anonymous`].
+    /// In open mode credentials are not looked at.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        client: &str,
+        realm: &str,
+        now: u64,
+    ) -> Result<Principal, Error> {
+        if self.mode == Mode::Open {
+            return Ok(Principal::Anonymous);
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(Principal::Anonymous);
+        };
+        let value = value.to_str().unwrap_or_default();
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let (user, password) = basic_credentials(rest).ok_or_else(|| {
+                self.unauthorized(realm, None, None)
+                    .with_message("malformed Basic credentials")
+            })?;
+            if self.login(&user, &password, client, now)? {
+                return Ok(Principal::User(user));
+            }
+            return Err(self
+                .unauthorized(realm, None, None)
+                .with_message("invalid username or password"));
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let claims = self
+                .token_key
+                .as_ref()
+                .and_then(|k| k.verify(rest, now))
+                .ok_or_else(|| {
+                    self.unauthorized(realm, None, Some("invalid_token"))
+                        .with_message("invalid or expired token")
+                })?;
+            return Ok(Principal::Token(claims));
+        }
+        Ok(Principal::Anonymous)
+    }
+
+    /// Whether `p` may do `action` on `repo`.
+    pub fn allows(&self, p: &Principal, repo: &str, action: Action) -> bool {
+        if self.mode == Mode::ReadOnly && action != Action::Pull {
+            return false;
+        }
+        action.anonymous_allowed(self.mode)
+            || match p {
+                Principal::Anonymous => false,
+                Principal::User(u) => self.accounts().grants.allows(u, repo, action),
+                Principal::Token(c) => c.allows(repo, action),
+            }
+    }
+
+    /// Whether the catalog shows `repo` to `p`: what its user (a token's subject) may pull.
+    pub fn can_list(&self, p: &Principal, repo: &str) -> bool {
+        let user = match p {
+            Principal::User(u) => u.as_str(),
+            Principal::Token(c) if !c.sub.is_empty() => c.sub.as_str(),
+            _ => return Action::Pull.anonymous_allowed(self.mode),
+        };
+        Action::Pull.anonymous_allowed(self.mode)
+            || self.accounts().grants.allows(user, repo, Action::Pull)
+    }
+
+    /// Lets the request through, or says why not: 401 with a challenge when credentials (or a
+    /// token with more scope) would help, 403 DENIED when they would not.
+    pub fn check(&self, p: &Principal, need: Need<'_>, realm: &str) -> Result<(), Error> {
+        if self.mode == Mode::Open {
+            return Ok(());
+        }
+        let anonymous = match p {
+            Principal::Anonymous => true,
+            Principal::Token(c) => c.sub.is_empty(),
+            Principal::User(_) => false,
+        };
+        let (repo, action) = match need {
+            Need::Base if anonymous && self.mode != Mode::ReadOnly => {
+                return Err(self.unauthorized(realm, None, None))
+            }
+            Need::Catalog if anonymous && !Action::Pull.anonymous_allowed(self.mode) => {
+                return Err(self.unauthorized(realm, None, None))
+            }
+            Need::Base | Need::Catalog => return Ok(()),
+            Need::Repo(repo, action) => (repo, action),
+        };
+        if self.allows(p, repo, action) {
+            return Ok(());
+        }
+        if self.mode == Mode::ReadOnly {
+            return Err(Error::new(ErrorCode::Denied).with_message("the registry is read-only"));
+        }
+        let scope = challenge_scope(repo, action);
+        match p {
+            _ if anonymous => Err(self.unauthorized(realm, Some(&scope), None)),
+            Principal::Token(c) if self.accounts().grants.allows(&c.sub, repo, action) => {
+                Err(self.unauthorized(realm, Some(&scope), Some("insufficient_scope")))
+            }
+            _ => Err(Error::new(ErrorCode::Denied)),
+        }
+    }
+
+    /// 401 UNAUTHORIZED with the challenge: Bearer at the token endpoint when the registry
+    /// signs tokens, Basic otherwise.
+    pub fn unauthorized(&self, realm: &str, scope: Option<&Scope>, error: Option<&str>) -> Error {
+        let challenge = match self.token_key {
+            Some(_) => {
+                let mut c = bearer_challenge(realm, &self.service, scope);
+                if let Some(e) = error {
+                    c.push_str(&format!(",error=\"{e}\""));
+                }
+                c
+            }
+            None => format!("Basic realm=\"{}\"", self.service),
+        };
+        Error::new(ErrorCode::Unauthorized).with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge)
+                .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"edge-registry\"")),
+        )
+    }
+
+    /// The token endpoint: a token for the part of the requested `scopes` that the caller may
+    /// have. `credentials` are the caller's user and password, if it sent any.
+    pub fn issue_token(
+        &self,
+        credentials: Option<(String, String)>,
+        scopes: &[String],
+        client: &str,
+        realm: &str,
+        now: u64,
+    ) -> Result<serde_json::Value, Error> {
+        let key = self.token_key.as_ref().ok_or_else(|| {
+            crate::route::not_found().with_message("this registry does not issue tokens")
+        })?;
+        let basic = || {
+            Error::new(ErrorCode::Unauthorized).with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&format!("Basic realm=\"{}\"", self.service))
+                    .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
+            )
+        };
+        let principal = match credentials {
+            Some((user, password)) => {
+                if !self.login(&user, &password, client, now)? {
+                    return Err(basic().with_message("invalid username or password"));
+                }
+                Principal::User(user)
+            }
+            None if self.mode == Mode::Authenticated => {
+                return Err(basic().with_message("credentials required"))
+            }
+            None => Principal::Anonymous,
+        };
+        let _ = realm;
+        let mut access: Vec<Scope> = Vec::new();
+        for requested in scopes
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter_map(Scope::parse)
+        {
+            let granted = Scope {
+                actions: requested
+                    .actions
+                    .iter()
+                    .copied()
+                    .filter(|a| self.allows(&principal, &requested.name, *a))
+                    .collect(),
+                name: requested.name,
+            };
+            if granted.actions.is_empty() {
+                continue;
+            }
+            match access.iter_mut().find(|s| s.name == granted.name) {
+                Some(s) => {
+                    for a in granted.actions {
+                        if !s.actions.contains(&a) {
+                            s.actions.push(a);
+                        }
+                    }
+                }
+                None => access.push(granted),
+            }
+        }
+        let sub = match principal {
+            Principal::User(u) => u,
+            _ => String::new(),
+        };
+        let token = key.sign(&Claims {
+            sub,
+            access,
+            iat: now,
+            exp: now + self.token_ttl,
+        });
+        Ok(serde_json::json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": self.token_ttl,
+        }))
+    }
+}
+
+/// The scope a client should ask for: pushing needs pull too, as clients ask.
+fn challenge_scope(repo: &str, action: Action) -> Scope {
+    Scope {
+        name: repo.to_string(),
+        actions: match action {
+            Action::Pull => vec![Action::Pull],
+            Action::Push => vec![Action::Pull, Action::Push],
+            Action::Delete => vec![Action::Delete],
+        },
+    }
+}
+
+/// User and password from the base64 part of a Basic `Authorization` header.
+pub fn basic_credentials(b64: &str) -> Option<(String, String)> {
+    let raw = STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 #[cfg(test)]

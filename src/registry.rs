@@ -1,6 +1,7 @@
 //! The registry: turns one HTTP request into one HTTP response, on any [`Storage`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -9,6 +10,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Access, Action, ClientAddr, Need, Principal};
 use crate::body::Body;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorCode};
@@ -43,6 +45,8 @@ pub struct Config {
     pub chunk_min_length: u64,
     /// Seconds since the Unix epoch; supplied by the adapter (the core has no clock).
     pub now: fn() -> u64,
+    /// Who may do what (default: everyone everything).
+    pub access: Arc<Access>,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             max_manifest_size: 4 * 1024 * 1024,
             chunk_min_length: 1024 * 1024,
             now: || 0,
+            access: Arc::new(Access::open()),
         }
     }
 }
@@ -246,8 +251,126 @@ impl<S: Storage> Registry<S> {
         resp
     }
 
+    /// Where clients fetch tokens: `<base URL>/token`, or, without a configured base URL, the
+    /// URL this request reached (its scheme, as a proxy reports it, and its host).
+    fn token_realm(&self, req: &Parts) -> String {
+        if !self.config.base_url.is_empty() {
+            return format!("{}/token", self.config.base_url.trim_end_matches('/'));
+        }
+        let host = header_str(req, header::HOST)
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        let scheme = header_str(req, HeaderName::from_static("x-forwarded-proto"))
+            .or_else(|| req.uri.scheme_str())
+            .unwrap_or("http");
+        let clean = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+                .collect()
+        };
+        format!("{}://{}/token", clean(scheme), clean(host))
+    }
+
+    /// Authenticates the request and checks it may do what its route needs.
+    fn authorize(&self, req: &Parts, route: &Route, realm: &str) -> Result<Principal> {
+        let access = &self.config.access;
+        let client = req
+            .extensions
+            .get::<ClientAddr>()
+            .map_or("unknown", |c| c.0.as_str());
+        let principal = access.authenticate(&req.headers, client, realm, (self.config.now)())?;
+        let need = match route {
+            Route::Base => Need::Base,
+            Route::Catalog => Need::Catalog,
+            Route::Tags(n) | Route::Referrers(n, _) => Need::Repo(n.as_str(), Action::Pull),
+            Route::Manifest(n, _) | Route::Blob(n, _) => {
+                Need::Repo(n.as_str(), Action::of_method(&req.method))
+            }
+            // Every request of an upload session pushes, even asking for its status.
+            Route::UploadStart(n) | Route::Upload(n, _) => Need::Repo(n.as_str(), Action::Push),
+            Route::Token | Route::Ui(_) => return Ok(principal),
+        };
+        access.check(&principal, need, realm)?;
+        Ok(principal)
+    }
+
+    /// The token endpoint: `GET /token?service=..&scope=..` with Basic credentials (or none,
+    /// for an anonymous token), or the OAuth2 password grant as a form `POST`.
+    async fn token(&self, req: &Parts, body: &mut Body, realm: &str) -> Result<Response<Body>> {
+        let mut pairs: Vec<(String, String)> = req
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let mut credentials = header_str(req, header::AUTHORIZATION).and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("basic")
+                .then(|| crate::auth::basic_credentials(rest))?
+        });
+        match req.method {
+            Method::GET | Method::HEAD => {}
+            Method::POST => {
+                let form = std::mem::replace(body, Body::Empty)
+                    .collect_limited(64 * 1024)
+                    .await
+                    .map_err(|_| {
+                        Error::new(ErrorCode::Unsupported).with_status(StatusCode::BAD_REQUEST)
+                    })?
+                    .ok_or_else(|| {
+                        Error::new(ErrorCode::SizeInvalid)
+                            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                            .with_message("token request too large")
+                    })?;
+                let form: Vec<(String, String)> =
+                    form_urlencoded::parse(&form).into_owned().collect();
+                let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                match field("grant_type").as_deref() {
+                    Some("password") => {
+                        credentials = Some((
+                            field("username").unwrap_or_default(),
+                            field("password").unwrap_or_default(),
+                        ));
+                    }
+                    _ => {
+                        return Err(Error::new(ErrorCode::Unsupported)
+                            .with_status(StatusCode::BAD_REQUEST)
+                            .with_message("unsupported grant_type (only password)"))
+                    }
+                }
+                pairs.extend(form);
+            }
+            _ => return Err(method_not_allowed("GET, HEAD, POST")),
+        }
+        let scopes: Vec<String> = pairs
+            .into_iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v)
+            .collect();
+        let client = req
+            .extensions
+            .get::<ClientAddr>()
+            .map_or("unknown", |c| c.0.as_str());
+        let token = self.config.access.issue_token(
+            credentials,
+            &scopes,
+            client,
+            realm,
+            (self.config.now)(),
+        )?;
+        let mut resp = json_response(StatusCode::OK, "application/json", &token);
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(resp)
+    }
+
     async fn dispatch(&self, req: &Parts, body: &mut Body) -> Result<Response<Body>> {
         let route = Route::parse(req.uri.path())?;
+        let realm = self.token_realm(req);
+        if route == Route::Token {
+            return self.token(req, body, &realm).await;
+        }
+        let principal = self.authorize(req, &route, &realm)?;
         let m = req.method.clone();
         let get = m == Method::GET || m == Method::HEAD;
         match route {
@@ -257,7 +380,7 @@ impl<S: Storage> Registry<S> {
                 &serde_json::json!({}),
             )),
             Route::Base => Err(method_not_allowed("GET, HEAD")),
-            Route::Catalog if get => self.catalog(req).await,
+            Route::Catalog if get => self.catalog(req, &principal).await,
             Route::Catalog => Err(method_not_allowed("GET, HEAD")),
             Route::Tags(name) if get => self.tags(req, &name).await,
             Route::Tags(_) => Err(method_not_allowed("GET, HEAD")),
@@ -275,7 +398,13 @@ impl<S: Storage> Registry<S> {
                 _ => Err(method_not_allowed("GET, HEAD, DELETE")),
             },
             Route::UploadStart(name) => match m {
-                Method::POST => self.start_upload(req, body, &name).await,
+                Method::POST => {
+                    // Mounting from another repository needs pull access there.
+                    let from_allowed = query(req).get("from").is_some_and(|from| {
+                        self.config.access.allows(&principal, from, Action::Pull)
+                    });
+                    self.start_upload(req, body, &name, from_allowed).await
+                }
                 _ => Err(method_not_allowed("POST")),
             },
             Route::Upload(name, id) => match m {
@@ -298,6 +427,7 @@ impl<S: Storage> Registry<S> {
                 ))
             }
             Route::Ui(_) => Err(method_not_allowed("GET, HEAD")),
+            Route::Token => Err(not_found()),
         }
     }
 
@@ -330,7 +460,7 @@ impl<S: Storage> Registry<S> {
         self.ensure_catalog(name).await
     }
 
-    async fn catalog(&self, req: &Parts) -> Result<Response<Body>> {
+    async fn catalog(&self, req: &Parts, principal: &Principal) -> Result<Response<Body>> {
         let q = query(req);
         let (n, last) = pagination(&q)?;
         let mut names: Vec<String> = self
@@ -340,6 +470,7 @@ impl<S: Storage> Registry<S> {
             .map_err(internal)?
             .iter()
             .map(|e| keys::catalog_name(e))
+            .filter(|name| self.config.access.can_list(principal, name))
             .collect();
         names.sort();
         let (repos, more) = page(names, n, last.as_deref());
@@ -494,11 +625,12 @@ impl<S: Storage> Registry<S> {
         req: &Parts,
         body: &mut Body,
         name: &Name,
+        from_allowed: bool,
     ) -> Result<Response<Body>> {
         let q = query(req);
         if let Some(mount) = q.get("mount") {
             let digest = Digest::parse(mount)?;
-            if let Some(from) = q.get("from") {
+            if let Some(from) = q.get("from").filter(|_| from_allowed) {
                 let from = Name::parse(from)?;
                 let linked = self.exists(&keys::blob_link(&from, &digest)).await?;
                 if linked

@@ -29,6 +29,8 @@ pub enum Route {
     Upload(Name, String),
     /// `/v2/<name>/referrers/<digest>`
     Referrers(Name, String),
+    /// `/token`: the token endpoint of the token auth protocol.
+    Token,
     /// Anything outside `/v2`: the web UI's static files, if an adapter serves them.
     Ui(String),
 }
@@ -38,6 +40,7 @@ enum Area {
     Base,
     Catalog,
     Repository,
+    Token,
     Ui,
 }
 
@@ -51,6 +54,7 @@ fn router() -> &'static matchit::Router<Area> {
             .expect("static route");
         r.insert("/v2/{*rest}", Area::Repository)
             .expect("static route");
+        r.insert("/token", Area::Token).expect("static route");
         r.insert("/", Area::Ui).expect("static route");
         r.insert("/{*path}", Area::Ui).expect("static route");
         r
@@ -71,6 +75,7 @@ impl Route {
         match matched.value {
             Area::Base => Ok(Route::Base),
             Area::Catalog => Ok(Route::Catalog),
+            Area::Token => Ok(Route::Token),
             Area::Ui => Ok(Route::Ui(
                 matched.params.get("path").unwrap_or("").to_string(),
             )),

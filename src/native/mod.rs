@@ -1,6 +1,7 @@
 //! The native adapter: filesystem storage and a hyper + tokio server. It only converts
 //! requests, responses and streams; all registry logic is in the core.
 
+pub mod access;
 pub mod fs;
 pub mod server;
 

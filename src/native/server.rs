@@ -65,7 +65,7 @@ pub async fn serve<S: Storage + 'static>(
         .header_read_timeout(std::time::Duration::from_secs(30));
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
                 Err(e) => {
@@ -77,8 +77,10 @@ pub async fn serve<S: Storage + 'static>(
         };
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
-        let service = service_fn(move |req: http::Request<Incoming>| {
+        let client = crate::auth::ClientAddr(peer.ip().to_string());
+        let service = service_fn(move |mut req: http::Request<Incoming>| {
             let registry = registry.clone();
+            req.extensions_mut().insert(client.clone());
             async move {
                 let start = Instant::now();
                 let method = req.method().clone();

@@ -5,10 +5,13 @@
 mod r2;
 
 use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use worker::{event, Context, Env};
 
+use crate::auth::{Access, Accounts, ClientAddr, Grants, Htpasswd, Mode, TokenKey};
 use crate::body::{Body, BoxError, ByteStream, NativeBody};
 use crate::registry::{Config, InternalCause, Registry};
 
@@ -49,16 +52,18 @@ pub(crate) fn take_native(body: Body) -> Result<worker::web_sys::ReadableStream,
 }
 
 /// Converts the runtime's request into the core's. The body stays the runtime's own stream
-/// (with its known length, which R2 needs to store it directly).
+/// (with its known length, which R2 needs to store it directly). The URI stays absolute (the
+/// token realm is built from it), and the client's address comes from `CF-Connecting-IP`.
 fn to_core(req: &worker::Request) -> worker::Result<http::Request<Body>> {
     let url = req.url()?;
-    let path_and_query = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
+    let client = req
+        .headers()
+        .get("cf-connecting-ip")?
+        .unwrap_or_else(|| "unknown".into());
     let mut builder = http::Request::builder()
         .method(req.inner().method().as_str())
-        .uri(path_and_query);
+        .uri(url.as_str())
+        .extension(ClientAddr(client));
     for (name, value) in req.headers() {
         builder = builder.header(name, value);
     }
@@ -111,8 +116,78 @@ fn var(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A secret (`wrangler secret put`), or a var of that name (as `wrangler dev --var` gives).
+fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .ok()
+        .map(|v| v.to_string())
+        .or_else(|| var(env, name))
+        .filter(|v| !v.is_empty())
+}
+
 fn now() -> u64 {
     worker::Date::now().as_millis() / 1000
+}
+
+thread_local! {
+    /// The access control of this isolate, kept between requests (failed-login counts,
+    /// verified credentials) and rebuilt when its settings change.
+    static ACCESS: RefCell<Option<(u64, Arc<Access>)>> = const { RefCell::new(None) };
+}
+
+/// Access control from the Worker's settings: AUTH_MODE (default authenticated), the secrets
+/// USERS (htpasswd, bcrypt) and TOKEN_SECRET (without it clients get a Basic challenge), GRANTS,
+/// TOKEN_TTL and MAX_LOGIN_FAILURES. A setting that does not parse is an error response,
+/// never an open registry.
+fn access(env: &Env) -> Result<Arc<Access>, String> {
+    let settings = [
+        var(env, "AUTH_MODE"),
+        secret(env, "USERS"),
+        secret(env, "GRANTS"),
+        secret(env, "TOKEN_SECRET"),
+        var(env, "TOKEN_TTL"),
+        var(env, "MAX_LOGIN_FAILURES"),
+    ];
+    let fingerprint = {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for s in &settings {
+            h.update(s.as_deref().unwrap_or("\0unset").as_bytes());
+            h.update([0xff]);
+        }
+        u64::from_le_bytes(h.finalize()[..8].try_into().unwrap_or_default())
+    };
+    if let Some(a) = ACCESS.with_borrow(|c| {
+        c.as_ref()
+            .filter(|(f, _)| *f == fingerprint)
+            .map(|(_, a)| a.clone())
+    }) {
+        return Ok(a);
+    }
+    let [mode, users, grants, token_secret, ttl, failures] = settings;
+    let mode: Mode = mode.as_deref().unwrap_or("authenticated").parse()?;
+    let accounts = Accounts {
+        htpasswd: Htpasswd::parse(users.as_deref().unwrap_or_default())
+            .map_err(|e| format!("USERS: {e}"))?,
+        grants: Grants::parse(grants.as_deref().unwrap_or_default())
+            .map_err(|e| format!("GRANTS: {e}"))?,
+    };
+    let key = match token_secret {
+        Some(s) => {
+            Some(TokenKey::new(s.trim().as_bytes()).map_err(|e| format!("TOKEN_SECRET: {e}"))?)
+        }
+        None => None,
+    };
+    let mut a = Access::new(mode, accounts, key);
+    if let Some(t) = ttl.and_then(|t| t.parse().ok()) {
+        a = a.with_token_ttl(t);
+    }
+    if let Some(f) = failures.and_then(|f| f.parse().ok()) {
+        a = a.with_max_failures(f);
+    }
+    let a = Arc::new(a);
+    ACCESS.with_borrow_mut(|c| *c = Some((fingerprint, a.clone())));
+    Ok(a)
 }
 
 #[event(fetch)]
@@ -128,10 +203,20 @@ pub async fn fetch(
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let storage = R2Storage::new(env.bucket("BUCKET")?, env.kv("CACHE").ok(), cache_ttl);
+    let access = match access(&env) {
+        Ok(a) => a,
+        Err(e) => {
+            // The reason goes to the log only: it may quote a setting.
+            worker::console_error!("access control is misconfigured: {e}");
+            let err = crate::Error::internal("access control is misconfigured");
+            return from_core(crate::registry::error_response(&err));
+        }
+    };
     let config = Config {
         base_url: var(&env, "BASE_URL").unwrap_or_default(),
         chunk_min_length: r2::PART_SIZE as u64,
         now,
+        access,
         ..Config::default()
     };
     let registry = Registry::new(storage, config);

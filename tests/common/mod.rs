@@ -29,6 +29,15 @@ impl Server {
         }
     }
 
+    /// A handle on a server someone else runs (and stops).
+    pub fn external(url: &str) -> Server {
+        Server {
+            url: url.trim_end_matches('/').to_string(),
+            child: None,
+            root: None,
+        }
+    }
+
     /// A fresh native server with its own storage folder.
     pub fn native() -> Server {
         let root = tempfile::tempdir().expect("tempdir");
@@ -39,9 +48,23 @@ impl Server {
 
     /// A native server storing into `root` (which outlives it).
     pub fn native_at(root: &Path) -> Server {
+        Server::native_at_with(root, &[])
+    }
+
+    /// A fresh native server with extra `serve` arguments (e.g. `--auth`).
+    pub fn native_with(args: &[&str]) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::native_at_with(root.path(), args);
+        s.root = Some(root);
+        s
+    }
+
+    /// A native server storing into `root`, with extra `serve` arguments.
+    pub fn native_at_with(root: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edge-registry"))
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(root)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
