@@ -10,39 +10,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{repo, sha256, Server};
+use common::{repo, sha256, write_accounts, Server, ALICE, BOB};
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
-/// Test fixtures only: the users every auth test (and the Worker run of them) knows.
-pub const ALICE: (&str, &str) = ("alice", "alice-test-password");
-pub const BOB: (&str, &str) = ("bob", "bob-test-password");
-/// bob may push and pull under team-b/ and pull under shared/; alice may do everything.
-pub const GRANTS: &str = "bob team-b/*=pull,push shared/*=pull\n";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn htpasswd_line(user: &str, password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-registry"))
-        .args(["hash-password", user, "--cost", "4"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn write_accounts(dir: &Path, users: &[(&str, &str)]) {
-    let lines: Vec<String> = users.iter().map(|(u, p)| htpasswd_line(u, p)).collect();
-    std::fs::write(dir.join("htpasswd"), lines.join("\n") + "\n").unwrap();
-    std::fs::write(dir.join("grants"), GRANTS).unwrap();
-}
 
 struct Setup {
     server: Server,
@@ -52,14 +26,12 @@ struct Setup {
 
 /// A server in `mode`: the external one if it runs in that mode, else a native one.
 fn setup(mode: &str) -> Setup {
-    if std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode) {
-        return Setup {
-            server: Server::start(),
-            dir: tempfile::tempdir().unwrap(),
-            c: Client::new(),
-        };
+    let (server, dir) = common::auth_server(mode);
+    Setup {
+        server,
+        dir,
+        c: Client::new(),
     }
-    native_setup(mode, &[])
 }
 
 /// A native server in `mode`, with extra `serve` arguments.
@@ -681,7 +653,7 @@ async fn credentials_rotate_without_a_restart() {
 
 #[test]
 fn hash_password_writes_bcrypt_htpasswd_lines() {
-    let line = htpasswd_line("carol", "secret words");
+    let line = common::htpasswd_line("carol", "secret words");
     let (user, hash) = line.split_once(':').unwrap();
     assert_eq!(user, "carol");
     assert!(hash.starts_with("$2y$04$") && hash.len() == 60, "{hash}");

@@ -314,3 +314,44 @@ fn pull_by_digest_second_tag_and_missing_tag() {
     );
     assert!(err.contains("manifest unknown"), "unexpected error: {err}");
 }
+
+/// `podman login` to a registry that needs credentials, then push and pull with them; a wrong
+/// password fails, and so does a pull after `podman logout`.
+#[test]
+fn authenticated_login_push_pull_logout() {
+    let (server, _accounts) = common::auth_server("authenticated");
+    let host = server.host();
+    let podman = Podman::new();
+    let login = |user: &str, password: &str| {
+        let mut c = podman.cmd("login");
+        c.args(["--tls-verify=false", "-u", user, "-p", password, &host]);
+        c
+    };
+    let err = run_fails(&mut login(common::ALICE.0, "wrong-password")).to_lowercase();
+    assert!(
+        err.contains("unauthorized") || err.contains("invalid username/password"),
+        "{err}"
+    );
+    run(&mut login(common::ALICE.0, common::ALICE.1));
+
+    let marker = "podman login";
+    let layout = build_image(&podman, marker);
+    let id = podman.load_layout(&layout, "v1");
+    let image = format!("{host}/{}:v1", common::repo("team-a/login"));
+    run(podman.cmd("tag").args([&id, &image]));
+    run(podman
+        .transfer("push")
+        .args([&image, &format!("docker://{image}")]));
+    run(podman.cmd("rmi").args(["--all", "--force"]));
+    let out = run_stdout(podman.transfer("pull").arg(&image));
+    assert_eq!(last_line(&out), id);
+    assert_image_files(&podman, &image, marker);
+
+    run(podman.cmd("logout").arg(&host));
+    run(podman.cmd("rmi").args(["--all", "--force"]));
+    let err = run_fails(podman.transfer("pull").arg(&image)).to_lowercase();
+    assert!(
+        err.contains("unauthorized") || err.contains("authentication required"),
+        "{err}"
+    );
+}

@@ -416,3 +416,66 @@ fn copy_between_repositories_and_as_docker_schema2() {
     skopeo.copy(&[], &docker, &format!("dir:{}", dir.display()));
     assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), raw);
 }
+
+/// `skopeo login` to a registry that needs credentials (a Bearer challenge and the token
+/// endpoint), then copies with the saved credentials; a wrong password, a push outside the
+/// user's grants and anything after `skopeo logout` fail.
+#[test]
+fn authenticated_login_copy_and_logout() {
+    let (server, _accounts) = common::auth_server("authenticated");
+    let host = server.host();
+    let skopeo = Skopeo::new();
+    let login = |user: &str, password: &str| {
+        let mut c = skopeo.cmd("login");
+        c.args(["--tls-verify=false", "-u", user, "-p", password, &host]);
+        c
+    };
+    let err = run_fails(&mut login(common::ALICE.0, "wrong-password")).to_lowercase();
+    assert!(
+        err.contains("unauthorized") || err.contains("invalid username/password"),
+        "{err}"
+    );
+    run(&mut login(common::ALICE.0, common::ALICE.1));
+    let auth: Value =
+        serde_json::from_slice(&std::fs::read(skopeo.path("auth.json")).unwrap()).unwrap();
+    assert!(auth["auths"][&host].is_object(), "{auth}");
+
+    let work = tempfile::tempdir().unwrap();
+    let src = Layout::init(&work.path().join("src"));
+    let digest = src.add_busybox("v1", "amd64", "login");
+    let repo = common::repo("team-a/login");
+    let remote = format!("docker://{host}/{repo}:v1");
+    skopeo.copy(&[], &oci(&src.dir, "v1"), &remote);
+    assert_eq!(sha256(&skopeo.raw(&remote)), digest);
+
+    // bob may push under team-b/ only.
+    run(&mut login(common::BOB.0, common::BOB.1));
+    let denied = run_fails(
+        skopeo
+            .cmd("copy")
+            .args(["--dest-tls-verify=false", &oci(&src.dir, "v1")])
+            .arg(format!("docker://{host}/{repo}:v2")),
+    )
+    .to_lowercase();
+    assert!(
+        denied.contains("denied") || denied.contains("forbidden"),
+        "{denied}"
+    );
+    skopeo.copy(
+        &[],
+        &oci(&src.dir, "v1"),
+        &format!("docker://{host}/{}:v1", common::repo("team-b/login")),
+    );
+
+    run(skopeo.cmd("logout").arg(&host));
+    let err = run_fails(
+        skopeo
+            .cmd("inspect")
+            .args(["--tls-verify=false", "--raw", &remote]),
+    )
+    .to_lowercase();
+    assert!(
+        err.contains("unauthorized") || err.contains("authentication required"),
+        "{err}"
+    );
+}

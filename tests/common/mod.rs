@@ -6,9 +6,56 @@
 //! server skip nothing but use [`Server::native`] explicitly.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+/// Test fixtures only: the users every auth test (and the Worker run of them) knows.
+pub const ALICE: (&str, &str) = ("alice", "alice-test-password");
+pub const BOB: (&str, &str) = ("bob", "bob-test-password");
+/// bob may push and pull under team-b/ and pull under shared/; alice may do everything.
+pub const GRANTS: &str = "bob team-b/*=pull,push shared/*=pull\n";
+
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-registry"))
+        .args(["hash-password", user, "--cost", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn write_accounts(dir: &Path, users: &[(&str, &str)]) {
+    let lines: Vec<String> = users.iter().map(|(u, p)| htpasswd_line(u, p)).collect();
+    std::fs::write(dir.join("htpasswd"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("grants"), GRANTS).unwrap();
+}
+
+/// A server in access `mode` with the fixture users, and the folder of their files: the
+/// external server (`EDGE_REGISTRY_URL`) if `EDGE_REGISTRY_AUTH_MODE` names this mode, else a
+/// fresh native one.
+pub fn auth_server(mode: &str) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode) {
+        return (Server::start(), dir);
+    }
+    write_accounts(dir.path(), &[ALICE, BOB]);
+    let h = dir.path().join("htpasswd");
+    let g = dir.path().join("grants");
+    let server = Server::native_with(&[
+        "--auth",
+        mode,
+        "--htpasswd",
+        h.to_str().unwrap(),
+        "--grants",
+        g.to_str().unwrap(),
+    ]);
+    (server, dir)
+}
 
 pub struct Server {
     pub url: String,
