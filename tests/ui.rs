@@ -458,7 +458,7 @@ async fn ui_in_a_real_browser() {
     let fixture = push_fixtures(&server).await;
 
     let mut cmd = tokio::process::Command::new("node");
-    cmd.args(["--test", "tests/ui/"])
+    cmd.args(["--test", "tests/ui/ui.test.mjs"])
         .current_dir(crate_dir())
         .env("REGISTRY_URL", &server.url)
         .env("REGISTRY_EMPTY_URL", &empty.url)
@@ -477,4 +477,102 @@ async fn ui_in_a_real_browser() {
         "node --test tests/ui/ failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
+}
+
+// ---- the UI in each access mode ---------------------------------------------------------------
+
+/// Pushes one small image as alice (Basic credentials) into `repo`, tag `v1`.
+async fn push_as_alice(server: &Server, repo: &str) {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            common::ALICE.0,
+            common::ALICE.1
+        ))
+    };
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {basic}").parse().unwrap(),
+    );
+    let p = Push {
+        c: Client::builder().default_headers(headers).build().unwrap(),
+        base: server.url.clone(),
+    };
+    p.image(
+        repo,
+        &["v1"],
+        false,
+        "amd64",
+        "2024-06-01T08:00:00Z",
+        &[b"a layer of the access-mode test".to_vec()],
+        "1.0.0",
+    )
+    .await;
+}
+
+/// Runs tests/ui/auth.test.mjs for one mode against `server`, where alice pushed `repo`.
+async fn run_auth_ui(mode: &str, server: &Server, repo: &str) {
+    require_browser_tools();
+    let fixture = json!({
+        "mode": mode,
+        "repo": repo,
+        "user": common::ALICE.0,
+        "password": common::ALICE.1,
+    });
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["--test", "tests/ui/auth.test.mjs"])
+        .current_dir(crate_dir())
+        .env("REGISTRY_URL", &server.url)
+        .env("UI_AUTH_FIXTURE", fixture.to_string())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("node --test tests/ui/auth.test.mjs took more than 3 minutes")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- {mode}: stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the UI in {mode} mode failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_mode_ui_signs_in_and_out() {
+    let (server, _accounts) = common::auth_server("authenticated");
+    let name = repo("team-a/ui");
+    push_as_alice(&server, &name).await;
+    run_auth_ui("authenticated", &server, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_pull_mode_ui_browses_anonymously_and_signs_in() {
+    let (server, _accounts) = common::auth_server("anonymous-pull");
+    let name = repo("team-a/ui");
+    push_as_alice(&server, &name).await;
+    run_auth_ui("anonymous-pull", &server, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_mode_ui_browses_without_signing_in() {
+    // Content first, in open mode, then the same storage read-only (the Worker's read-only
+    // run has no content, and the test checks what it can: browsing needs no sign-in).
+    let name = repo("team-a/ui");
+    let external = std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == "read-only");
+    let root = tempfile::tempdir().unwrap();
+    let server = if external {
+        Server::start()
+    } else {
+        let mut open = Server::native_at(root.path());
+        push_as_alice(&open, &name).await;
+        open.stop();
+        Server::native_at_with(root.path(), &["--auth", "read-only"])
+    };
+    let shown = if external { "" } else { name.as_str() };
+    run_auth_ui("read-only", &server, shown).await;
 }

@@ -1,5 +1,5 @@
 // The registry's own Distribution API, and nothing else: relative URLs (the UI is served by the
-// registry itself, at /), the browser's credentials for this origin, and the spec's JSON errors.
+// registry itself, at /), the signed-in user's credentials, and the spec's JSON errors.
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -37,8 +37,74 @@ function namePath(name) {
   return name.split('/').map(seg).join('/');
 }
 
+// ---- signing in ----------------------------------------------------------------------------------
+// When the registry needs credentials, the UI sends them as Basic credentials on every request.
+// They live in this tab's sessionStorage only, and go nowhere but this origin.
+
+const AUTH_KEY = 'edge-registry.credentials';
+
+/** The signed-in user's name, or null. */
+export function signedInAs() {
+  try {
+    return JSON.parse(sessionStorage.getItem(AUTH_KEY) || 'null')?.user || null;
+  } catch {
+    return null;
+  }
+}
+
+function authHeaders() {
+  try {
+    const c = JSON.parse(sessionStorage.getItem(AUTH_KEY) || 'null');
+    return c && c.basic ? { Authorization: `Basic ${c.basic}` } : {};
+  } catch {
+    return {};
+  }
+}
+
+export function signOut() {
+  sessionStorage.removeItem(AUTH_KEY);
+}
+
+/** Checks the credentials at `/v2/` and keeps them if the registry takes them. */
+export async function signIn(user, password) {
+  const bytes = new TextEncoder().encode(`${user}:${password}`);
+  const basic = btoa(String.fromCharCode(...bytes));
+  const url = v2('');
+  let res;
+  try {
+    res = await fetch(url, { headers: { Authorization: `Basic ${basic}` }, cache: 'no-store', credentials: 'omit' });
+  } catch (e) {
+    throw new RegistryError(0, 'NETWORK', `could not reach the registry: ${e.message}`, undefined, url);
+  }
+  if (!res.ok) throw await errorOf(res, url);
+  sessionStorage.setItem(AUTH_KEY, JSON.stringify({ user, basic }));
+}
+
+/** Whether the registry asks this visitor to sign in (its `/v2/` answers 401). */
+export async function signInOffered() {
+  try {
+    const res = await fetch(v2(''), { headers: authHeaders(), cache: 'no-store', credentials: 'omit' });
+    return res.status === 401;
+  } catch {
+    return false;
+  }
+}
+
+/** A blob as a browser download, with the credentials a plain link would not carry. */
+export async function downloadBlob(name, digest) {
+  const res = await request(blobUrl(name, digest), { cache: 'default' });
+  const href = URL.createObjectURL(await res.blob());
+  const a = document.createElement('a');
+  a.href = href;
+  a.download = digest.replace(':', '-');
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60_000);
+}
+
 async function request(url, { signal, accept, cache = 'no-cache' } = {}) {
-  const headers = {};
+  const headers = authHeaders();
   if (accept) headers.Accept = accept;
   let res;
   try {
@@ -47,7 +113,11 @@ async function request(url, { signal, accept, cache = 'no-cache' } = {}) {
     if (e.name === 'AbortError') throw e;
     throw new RegistryError(0, 'NETWORK', `could not reach the registry: ${e.message}`, undefined, url);
   }
-  if (!res.ok) throw await errorOf(res, url);
+  if (!res.ok) {
+    // Credentials the registry no longer takes (rotated, removed): forget them.
+    if (res.status === 401 && headers.Authorization) signOut();
+    throw await errorOf(res, url);
+  }
   return res;
 }
 

@@ -18,6 +18,7 @@ const HOST = location.host;
 
 const app = document.getElementById('app');
 const crumbs = document.getElementById('crumbs');
+const account = document.getElementById('account');
 document.getElementById('host').textContent = HOST;
 
 function intParam(key, fallback) {
@@ -370,6 +371,10 @@ async function reposView(route, signal) {
       }
     } catch (e) {
       if (isAbort(e)) return;
+      if (e.status === 401) {
+        showSignIn(e);
+        return;
+      }
       state.error = e;
     }
     state.loading = false;
@@ -690,7 +695,19 @@ function blobRow(name, role, desc) {
       {},
       h(
         'a',
-        { href: api.blobUrl(name, desc.digest), class: 'digest-link', title: desc.digest, target: '_blank', rel: 'noopener' },
+        {
+          href: api.blobUrl(name, desc.digest),
+          class: 'digest-link',
+          title: desc.digest,
+          target: '_blank',
+          rel: 'noopener',
+          // A plain link carries no credentials: when signed in, fetch the blob with them.
+          onclick: (e) => {
+            if (!api.signedInAs()) return;
+            e.preventDefault();
+            api.downloadBlob(name, desc.digest).catch((err) => e.target.closest('td').append(' ', inlineError(err)));
+          },
+        },
         h('code', {}, shortDigest(desc.digest)),
       ),
     ),
@@ -801,6 +818,74 @@ function referrerKind(t = '') {
   return 'Artifact';
 }
 
+// ---- signing in ---------------------------------------------------------------------------------
+
+/** The top bar's account corner: who is signed in, or a way to sign in when the registry asks. */
+async function drawAccount() {
+  const user = api.signedInAs();
+  if (user) {
+    put(
+      account,
+      h('span', { class: 'muted small' }, 'Signed in as '),
+      h('strong', { class: 'account-user' }, user),
+      h('button', { class: 'btn btn-small', type: 'button', id: 'sign-out', onclick: signOut }, 'Sign out'),
+    );
+    return;
+  }
+  put(account);
+  if (await api.signInOffered()) {
+    put(account, h('a', { class: 'btn btn-small', href: '#/sign-in', id: 'sign-in-link' }, 'Sign in'));
+  }
+}
+
+function signOut() {
+  api.signOut();
+  drawAccount();
+  render();
+}
+
+/** The registry answered 401: ask for credentials (forgotten already if they were refused). */
+function showSignIn(e) {
+  drawAccount();
+  signInView(e.message ? `${e.message}: sign in with the user and password you use for docker login.` : undefined);
+}
+
+/** The sign-in form, shown when the registry answers 401 or asked for at #/sign-in. */
+function signInView(reason) {
+  setCrumbs([['Repositories', '#/'], ['Sign in']]);
+  const message = h('p', { class: 'sign-in-error', role: 'alert' });
+  const user = h('input', { id: 'sign-in-user', name: 'username', autocomplete: 'username', required: true });
+  const password = h('input', { id: 'sign-in-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const form = h(
+    'form',
+    {
+      class: 'card pad sign-in',
+      id: 'sign-in',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        put(message);
+        try {
+          await api.signIn(user.value, password.value);
+        } catch (err) {
+          put(message, inlineError(err));
+          return;
+        }
+        await drawAccount();
+        if (location.hash === '#/sign-in') location.hash = '#/';
+        else render();
+      },
+    },
+    h('h2', {}, 'Sign in'),
+    h('p', { class: 'muted' }, reason || 'This registry needs credentials: the same user and password as for docker login.'),
+    h('label', {}, 'User', user),
+    h('label', {}, 'Password', password),
+    message,
+    h('button', { class: 'btn', type: 'submit' }, 'Sign in'),
+  );
+  put(app, form);
+  user.focus();
+}
+
 // ---- router -----------------------------------------------------------------------------------
 
 function parseHash() {
@@ -813,6 +898,7 @@ function parseHash() {
   }
   const q = new URLSearchParams(query);
   let path = hash.replace(/^\/+/, '');
+  if (path === 'sign-in') return { view: 'sign-in', q };
   try {
     path = decodeURIComponent(path);
   } catch {
@@ -841,18 +927,22 @@ async function render() {
   app.setAttribute('aria-busy', 'true');
   window.scrollTo(0, 0);
   try {
-    if (route.view === 'manifest') await manifestView(route, nav.signal);
+    if (route.view === 'sign-in') signInView();
+    else if (route.view === 'manifest') await manifestView(route, nav.signal);
     else if (route.view === 'tags') await tagsView(route, nav.signal);
     else await reposView(route, nav.signal);
   } catch (e) {
     if (isAbort(e)) return;
-    if (current === nav) put(app, errorBox(e));
+    if (current !== nav) return;
+    if (e.status === 401) showSignIn(e);
+    else put(app, errorBox(e));
   } finally {
     if (current === nav) app.setAttribute('aria-busy', 'false');
   }
 }
 
 window.addEventListener('hashchange', render);
+drawAccount();
 document.addEventListener('keydown', (e) => {
   const filter = document.getElementById('filter');
   if (e.key === '/' && filter && document.activeElement !== filter && !/input|textarea/i.test(document.activeElement.tagName)) {
