@@ -65,6 +65,23 @@ struct Serve {
     /// Failed logins a client address may make per minute before it gets 429.
     #[arg(long, env = "EDGE_REGISTRY_MAX_LOGIN_FAILURES", default_value_t = 10)]
     max_login_failures: u32,
+    /// Upload sessions open at once; past this, new ones get 429.
+    #[arg(
+        long,
+        env = "EDGE_REGISTRY_MAX_UPLOAD_SESSIONS",
+        default_value_t = 1000
+    )]
+    max_upload_sessions: usize,
+    /// Seconds an upload session may go without a request before it expires and its data
+    /// is removed.
+    #[arg(long, env = "EDGE_REGISTRY_UPLOAD_TTL", default_value_t = 86400)]
+    upload_ttl: u64,
+    /// Largest blob accepted, in bytes.
+    #[arg(long, env = "EDGE_REGISTRY_MAX_BLOB_SIZE", default_value_t = 32 << 30)]
+    max_blob_size: u64,
+    /// Seconds a request body may send nothing before the request is abandoned.
+    #[arg(long, env = "EDGE_REGISTRY_BODY_TIMEOUT", default_value_t = 60)]
+    body_timeout: u64,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     json_logs: bool,
@@ -118,11 +135,16 @@ fn serve(s: Serve) -> std::io::Result<()> {
             s.auth
         )));
     }
-    let secret = match &s.token_secret_file {
-        Some(p) => std::fs::read(p).map_err(|e| fail(format!("{}: {e}", p.display())))?,
-        None => random_secret(),
-    };
-    let key = TokenKey::new(secret.trim_ascii()).map_err(fail)?;
+    let key = match &s.token_secret_file {
+        // A file's trailing newline is not part of the secret.
+        Some(p) => TokenKey::new(
+            std::fs::read(p)
+                .map_err(|e| fail(format!("{}: {e}", p.display())))?
+                .trim_ascii(),
+        ),
+        None => TokenKey::new(&random_secret()),
+    }
+    .map_err(fail)?;
     let access = Arc::new(
         Access::new(s.auth, accounts, Some(key))
             .with_token_ttl(s.token_ttl)
@@ -136,6 +158,9 @@ fn serve(s: Serve) -> std::io::Result<()> {
         base_url: s.base_url,
         now,
         access: access.clone(),
+        max_upload_sessions: s.max_upload_sessions,
+        upload_ttl: s.upload_ttl,
+        max_blob_size: s.max_blob_size,
         ..Config::default()
     };
     let registry = Arc::new(Registry::new(storage, config));
@@ -148,11 +173,25 @@ fn serve(s: Serve) -> std::io::Result<()> {
         if files.htpasswd.is_some() || files.grants.is_some() {
             tokio::spawn(files.watch(access, Duration::from_secs(2)));
         }
+        // Expire stale upload sessions now and then (and at start, after a crash).
+        let sweeper = registry.clone();
+        let every = Duration::from_secs((s.upload_ttl / 4).clamp(1, 600));
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = sweeper.expire_uploads().await {
+                    tracing::warn!(error = %e, "expiring upload sessions failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
         let listener = tokio::net::TcpListener::bind(s.listen).await?;
         let addr = listener.local_addr()?;
         // The first line on stdout names the address, for scripts and tests.
         println!("listening on http://{addr}");
         tracing::info!(%addr, root = %root.display(), ?mode, "edge-registry serving");
-        server::serve(listener, registry, server::shutdown_signal()).await
+        let limits = server::Limits {
+            body_timeout: Duration::from_secs(s.body_timeout.max(1)),
+        };
+        server::serve(listener, registry, limits, server::shutdown_signal()).await
     })
 }

@@ -47,6 +47,12 @@ pub struct Config {
     pub now: fn() -> u64,
     /// Who may do what (default: everyone everything).
     pub access: Arc<Access>,
+    /// Upload sessions open at once; a new one past this gets 429 TOOMANYREQUESTS.
+    pub max_upload_sessions: usize,
+    /// Seconds a session may go without a request before it expires and its data is removed.
+    pub upload_ttl: u64,
+    /// Largest blob accepted, in bytes; larger ones get 413 SIZE_INVALID.
+    pub max_blob_size: u64,
 }
 
 impl Default for Config {
@@ -57,6 +63,9 @@ impl Default for Config {
             chunk_min_length: 1024 * 1024,
             now: || 0,
             access: Arc::new(Access::open()),
+            max_upload_sessions: 1000,
+            upload_ttl: 24 * 3600,
+            max_blob_size: 32 << 30,
         }
     }
 }
@@ -131,6 +140,12 @@ pub fn error_response(e: &Error) -> Response<Body> {
         b = b.extension(InternalCause(cause));
     }
     finish(b, Body::from(body))
+}
+
+fn too_large(max: u64) -> Error {
+    Error::new(ErrorCode::SizeInvalid)
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_message(format!("blobs are limited to {max} bytes"))
 }
 
 fn method_not_allowed(allow: &'static str) -> Error {
@@ -650,6 +665,9 @@ impl<S: Storage> Registry<S> {
             // Monolithic upload: the whole blob in this one request.
             let digest = parse_digest_param(q.get("digest"))?;
             let expected = content_length(req)?;
+            if expected.is_some_and(|size| size > self.config.max_blob_size) {
+                return Err(too_large(self.config.max_blob_size));
+            }
             if let Some(size) = expected {
                 let taken = std::mem::replace(body, Body::Empty);
                 match self
@@ -681,6 +699,7 @@ impl<S: Storage> Registry<S> {
             }
             return self.complete(state, &id, name, &digest).await;
         }
+        self.check_session_bound().await?;
         let id = new_upload_id();
         let state = UploadState::new(name, Algorithm::Sha256, (self.config.now)());
         self.save_state(name, &id, &state).await?;
@@ -705,11 +724,64 @@ impl<S: Storage> Registry<S> {
             .map_err(internal)?
             .ok_or_else(unknown)?;
         let mut state = UploadState::decode(&raw).ok_or_else(unknown)?;
-        if state.repo != name.as_str() {
+        if state.repo != name.as_str() || state.completing {
+            return Err(unknown());
+        }
+        if state.is_stale((self.config.now)(), self.config.upload_ttl) {
+            self.expire_upload(id, &state).await;
             return Err(unknown());
         }
         state.version = Some(version);
         Ok(state)
+    }
+
+    /// Removes a session and its data.
+    async fn expire_upload(&self, id: &str, state: &UploadState) {
+        let _ = self
+            .storage
+            .upload_delete(id, state.backend.as_deref())
+            .await;
+        let _ = self.storage.delete(&keys::upload(id)).await;
+    }
+
+    /// Removes every session that has seen no request for `upload_ttl` seconds (and any whose
+    /// state no longer parses). Returns how many sessions remain open. Adapters call it
+    /// periodically; opening a session at the bound calls it too.
+    pub async fn expire_uploads(&self) -> std::result::Result<usize, StorageError> {
+        let now = (self.config.now)();
+        let mut open = 0;
+        for id in self.storage.list(keys::UPLOADS_DIR).await? {
+            let Some(raw) = self.storage.get(&keys::upload(&id)).await? else {
+                continue;
+            };
+            match UploadState::decode(&raw) {
+                Some(state) if !state.is_stale(now, self.config.upload_ttl) => open += 1,
+                Some(state) => self.expire_upload(&id, &state).await,
+                None => {
+                    let _ = self.storage.delete(&keys::upload(&id)).await;
+                }
+            }
+        }
+        Ok(open)
+    }
+
+    /// Refuses a new session when `max_upload_sessions` are open (after expiring stale ones).
+    async fn check_session_bound(&self) -> Result<()> {
+        let max = self.config.max_upload_sessions;
+        let open = self
+            .storage
+            .list(keys::UPLOADS_DIR)
+            .await
+            .map_err(internal)?
+            .len();
+        if open < max || self.expire_uploads().await.map_err(internal)? < max {
+            return Ok(());
+        }
+        Err(Error::new(ErrorCode::TooManyRequests)
+            .with_message(format!(
+                "{max} upload sessions are open: finish or cancel some, or wait for them to expire"
+            ))
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("60")))
     }
 
     /// Saves a session's state: a new one as it is, one that was read only if nobody saved it
@@ -792,6 +864,9 @@ impl<S: Storage> Registry<S> {
             .upload_writer(id, state.offset, state.backend.as_deref())
             .await
             .map_err(internal)?;
+        if expected.is_some_and(|e| state.offset + e > self.config.max_blob_size) {
+            return Err(too_large(self.config.max_blob_size));
+        }
         let mut stream = std::mem::replace(body, Body::Empty).into_stream();
         let mut n: u64 = 0;
         // An error here leaves the rest of the body unread: the connection must close.
@@ -804,6 +879,9 @@ impl<S: Storage> Registry<S> {
                 )
             })?;
             n += chunk.len() as u64;
+            if state.offset + n > self.config.max_blob_size {
+                return Err(close(too_large(self.config.max_blob_size)));
+            }
             if expected.is_some_and(|e| n > e) {
                 return Err(close(
                     Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared"),
@@ -819,6 +897,7 @@ impl<S: Storage> Registry<S> {
         }
         state.backend = writer.finish().await.map_err(internal)?;
         state.offset += n;
+        state.updated = (self.config.now)();
         state.set_hasher(&hasher);
         Ok(())
     }
@@ -892,6 +971,16 @@ impl<S: Storage> Registry<S> {
             return Err(Error::new(ErrorCode::DigestInvalid).with_detail(
                 serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string() }),
             ));
+        }
+        if state.version.is_some() {
+            // Claim the session first: of racing final PUTs exactly one commits (the others
+            // get 416 or 404), and a crash from here on leaves a session that clients see as
+            // unknown, never one whose data was already moved into the blob store.
+            let claimed = UploadState {
+                completing: true,
+                ..state.clone()
+            };
+            self.save_state(name, id, &claimed).await?;
         }
         self.storage
             .upload_commit(id, digest, state.offset, backend)

@@ -26,6 +26,13 @@ pub struct UploadState {
     /// The storage backend's own state for this upload, if it keeps any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// When a request last added to the session (0: never since it was opened).
+    #[serde(default)]
+    pub updated: u64,
+    /// A request has claimed the session to complete it. Only one request can claim it; a
+    /// session left claimed (by a crash) is unknown to clients and waits for expiry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub completing: bool,
     /// The version of the stored state this was read from (not stored): saving it again
     /// succeeds only if nobody saved it in between.
     #[serde(skip)]
@@ -41,8 +48,15 @@ impl UploadState {
             hash: hex::encode(Hasher::new(alg).save()),
             created: now,
             backend: None,
+            updated: now,
+            completing: false,
             version: None,
         }
+    }
+
+    /// Whether the session has seen no request for `ttl` seconds at `now`.
+    pub fn is_stale(&self, now: u64, ttl: u64) -> bool {
+        now >= self.created.max(self.updated).saturating_add(ttl)
     }
 
     pub fn algorithm(&self) -> Option<Algorithm> {

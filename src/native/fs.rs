@@ -116,6 +116,19 @@ impl FsStorage {
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
         }
+        // Upload data with no session state is left by a crash during a monolithic upload
+        // (which saves no session) or between a cancel's two deletes: nothing can ever complete
+        // or delete it. (Found by tests/crash.rs: every kill during such an upload leaked it.)
+        for entry in fs::read_dir(root.join("uploads"))? {
+            let entry = entry?;
+            let Ok(id) = entry.file_name().into_string() else {
+                continue;
+            };
+            let state = root.join("meta").join(crate::storage::keys::upload(&id));
+            if !state.exists() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         Ok(FsStorage {
             root: Arc::new(root),
             uploads: Arc::default(),

@@ -4,10 +4,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -21,13 +21,50 @@ use crate::storage::Storage;
 
 pub type HyperBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Converts a hyper request into the core's request, its body a stream.
-pub fn to_core(req: http::Request<Incoming>) -> http::Request<Body> {
+/// Bounds on what one request may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a request body may send nothing before the request is abandoned.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Converts a hyper request into the core's request, its body a stream that fails if the
+/// client sends nothing for `idle`.
+pub fn to_core(req: http::Request<Incoming>, idle: Duration) -> http::Request<Body> {
     let (parts, incoming) = req.into_parts();
     let stream = incoming
         .into_data_stream()
         .map_err(|e| Box::new(e) as BoxError);
-    http::Request::from_parts(parts, Body::Stream(Box::pin(stream)))
+    http::Request::from_parts(parts, Body::Stream(Box::pin(idle_timeout(stream, idle))))
+}
+
+/// Ends a stream with an error once it yields nothing for `idle`.
+fn idle_timeout(
+    stream: impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+    futures_util::stream::unfold(Some(Box::pin(stream)), move |s| async move {
+        let mut s = s?;
+        match tokio::time::timeout(idle, s.next()).await {
+            Ok(Some(item)) => Some((item, Some(s))),
+            Ok(None) => None,
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the request body sent nothing for {} s", idle.as_secs()),
+                );
+                Some((Err(Box::new(e) as BoxError), None))
+            }
+        }
+    })
 }
 
 /// Converts the core's response into a hyper response, streaming its body.
@@ -56,6 +93,7 @@ fn content_length(headers: &http::HeaderMap) -> u64 {
 pub async fn serve<S: Storage + 'static>(
     listener: TcpListener,
     registry: Arc<Registry<S>>,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -86,7 +124,7 @@ pub async fn serve<S: Storage + 'static>(
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
                 let received = content_length(req.headers());
-                let resp = registry.handle(to_core(req)).await;
+                let resp = registry.handle(to_core(req, limits.body_timeout)).await;
                 let status = resp.status().as_u16();
                 let sent = content_length(resp.headers());
                 if let Some(cause) = resp.extensions().get::<InternalCause>() {

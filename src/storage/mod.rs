@@ -202,8 +202,10 @@ pub mod keys {
         entry.replace(':', "/")
     }
 
+    pub const UPLOADS_DIR: &str = "_uploads";
+
     /// The state of an upload session.
     pub fn upload(id: &str) -> String {
-        format!("_uploads/{id}")
+        format!("{UPLOADS_DIR}/{id}")
     }
 }

@@ -190,6 +190,38 @@ fn access(env: &Env) -> Result<Arc<Access>, String> {
     Ok(a)
 }
 
+/// A number from the Worker's vars, or `default`.
+fn num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
+    var(env, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The registry over this Worker's R2 bucket and KV namespace, with its settings (vars
+/// CATALOG_CACHE_TTL, BASE_URL, MAX_UPLOAD_SESSIONS, UPLOAD_TTL, MAX_BLOB_SIZE, and those of
+/// [`access`]). The error is for the log only.
+fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
+    let bucket = env.bucket("BUCKET").map_err(|e| e.to_string())?;
+    let storage = R2Storage::new(
+        bucket,
+        env.kv("CACHE").ok(),
+        num(env, "CATALOG_CACHE_TTL", 60),
+    );
+    let access = access(env).map_err(|e| format!("access control is misconfigured: {e}"))?;
+    let defaults = Config::default();
+    let config = Config {
+        base_url: var(env, "BASE_URL").unwrap_or_default(),
+        chunk_min_length: r2::PART_SIZE as u64,
+        now,
+        access,
+        max_upload_sessions: num(env, "MAX_UPLOAD_SESSIONS", defaults.max_upload_sessions),
+        upload_ttl: num(env, "UPLOAD_TTL", defaults.upload_ttl),
+        max_blob_size: num(env, "MAX_BLOB_SIZE", defaults.max_blob_size),
+        ..defaults
+    };
+    Ok(Registry::new(storage, config))
+}
+
 #[event(fetch)]
 pub async fn fetch(
     req: worker::Request,
@@ -199,32 +231,33 @@ pub async fn fetch(
     console_error_panic_hook::set_once();
     let method = req.inner().method();
     let path = req.path();
-    let cache_ttl = var(&env, "CATALOG_CACHE_TTL")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
-    let storage = R2Storage::new(env.bucket("BUCKET")?, env.kv("CACHE").ok(), cache_ttl);
-    let access = match access(&env) {
-        Ok(a) => a,
+    let registry = match registry(&env) {
+        Ok(r) => r,
         Err(e) => {
             // The reason goes to the log only: it may quote a setting.
-            worker::console_error!("access control is misconfigured: {e}");
-            let err = crate::Error::internal("access control is misconfigured");
+            worker::console_error!("{e}");
+            let err = crate::Error::internal("the registry is misconfigured");
             return from_core(crate::registry::error_response(&err));
         }
     };
-    let config = Config {
-        base_url: var(&env, "BASE_URL").unwrap_or_default(),
-        chunk_min_length: r2::PART_SIZE as u64,
-        now,
-        access,
-        ..Config::default()
-    };
-    let registry = Registry::new(storage, config);
     let resp = registry.handle(to_core(&req)?).await;
     if let Some(cause) = resp.extensions().get::<InternalCause>() {
         worker::console_error!("{method} {path}: internal error: {}", cause.0);
     }
     from_core(resp)
+}
+
+/// The cron trigger (wrangler.toml `[triggers]`): expires stale upload sessions.
+#[event(scheduled)]
+pub async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    console_error_panic_hook::set_once();
+    match registry(&env) {
+        Ok(r) => match r.expire_uploads().await {
+            Ok(open) => worker::console_log!("upload sessions still open: {open}"),
+            Err(e) => worker::console_error!("expiring upload sessions failed: {e}"),
+        },
+        Err(e) => worker::console_error!("{e}"),
+    }
 }
 
 #[cfg(test)]

@@ -76,9 +76,12 @@ if (F.mode === 'authenticated') {
     const link = page.locator('.digest-link').first();
     await link.waitFor();
     const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ui-dl-')), 'blob');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ui-dl-'));
+    const file = path.join(dir, 'blob');
     await download.saveAs(file);
-    assert.ok(fs.statSync(file).size > 0, 'the downloaded blob is empty');
+    const size = fs.statSync(file).size;
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.ok(size > 0, 'the downloaded blob is empty');
 
     await page.locator('#sign-out').click();
     await page.locator('#sign-in').waitFor();
