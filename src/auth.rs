@@ -1,6 +1,9 @@
 //! Access control, sans-IO: the modes, permissions on repository-name patterns, the scopes of
 //! the token protocol, and the short-lived Bearer tokens the registry signs itself (HMAC-SHA256).
 //!
+//! Secrets are compared in constant time by the crates made for it: bcrypt's verification, and
+//! HMAC's tag check (`verify_slice`).
+//!
 //! [`Access`] puts them together for [`crate::Registry`]: it authenticates a request (Basic
 //! credentials checked against htpasswd bcrypt hashes, or a Bearer token), decides whether the
 //! principal may do what the request needs, answers with the spec's UNAUTHORIZED (plus a
@@ -239,14 +242,6 @@ impl TokenKey {
         let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         (now < claims.exp).then_some(claims)
     }
-}
-
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `WWW-Authenticate` challenge pointing clients at the token endpoint.
@@ -641,7 +636,6 @@ impl Access {
         credentials: Option<(String, String)>,
         scopes: &[String],
         client: &str,
-        realm: &str,
         now: u64,
     ) -> Result<serde_json::Value, Error> {
         let key = self.token_key.as_ref().ok_or_else(|| {
@@ -666,7 +660,6 @@ impl Access {
             }
             None => Principal::Anonymous,
         };
-        let _ = realm;
         let mut access: Vec<Scope> = Vec::new();
         for requested in scopes
             .iter()
@@ -828,14 +821,167 @@ mod tests {
     }
 
     #[test]
-    fn constant_time_comparison_and_challenge() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secrets"));
+    fn challenge() {
         let scope = Scope::parse("repository:a:pull").unwrap();
         assert_eq!(
             bearer_challenge("https://r.example/token", "edge-registry", Some(&scope)),
             "Bearer realm=\"https://r.example/token\",service=\"edge-registry\",scope=\"repository:a:pull\""
         );
+    }
+
+    /// alice (no grants line: everything) and bob (team-b/ only), with cheap bcrypt hashes.
+    fn accounts() -> Accounts {
+        let line = |u: &str, p: &str| {
+            let parts = bcrypt::hash_with_salt(p, 4, [7u8; 16]).unwrap();
+            format!("{u}:{}", parts.format_for_version(bcrypt::Version::TwoY))
+        };
+        Accounts {
+            htpasswd: Htpasswd::parse(&format!(
+                "# users\n{}\n\n{}\n",
+                line("alice", "a-pw"),
+                line("bob", "b-pw")
+            ))
+            .unwrap(),
+            grants: Grants::parse("bob team-b/*=pull,push\n").unwrap(),
+        }
+    }
+
+    fn basic(user: &str, password: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&v).unwrap());
+        h
+    }
+
+    #[test]
+    fn htpasswd_and_grants_files() {
+        let a = accounts();
+        assert_eq!(a.htpasswd.len(), 2);
+        assert!(a.htpasswd.verify("alice", "a-pw"));
+        assert!(!a.htpasswd.verify("alice", "b-pw"));
+        assert!(!a.htpasswd.verify("carol", "a-pw"));
+        assert!(a.grants.allows("alice", "x/y", Action::Delete));
+        assert!(a.grants.allows("bob", "team-b/app", Action::Push));
+        assert!(!a.grants.allows("bob", "team-a/app", Action::Pull));
+        for bad in ["alice", ":$2y$04$", "alice:plaintext", "alice:{SHA}abc"] {
+            let e = Htpasswd::parse(bad).err().unwrap();
+            assert!(e.contains("line 1") && !e.contains("plaintext"), "{e}");
+        }
+        assert!(Grants::parse("bob team-b/*=fly").is_err());
+    }
+
+    #[test]
+    fn checks_by_mode_and_principal() {
+        let realm = "http://r/token";
+        let key = || Some(TokenKey::new(SECRET).unwrap());
+        let anon = Principal::Anonymous;
+        let bob = Principal::User("bob".into());
+        let code = |r: Result<(), Error>| r.err().map(|e| e.code);
+        let a = Access::new(Mode::AnonymousPull, accounts(), key());
+        assert_eq!(
+            code(a.check(&anon, Need::Repo("x", Action::Pull), realm)),
+            None
+        );
+        assert_eq!(code(a.check(&anon, Need::Catalog, realm)), None);
+        assert_eq!(
+            code(a.check(&anon, Need::Base, realm)),
+            Some(ErrorCode::Unauthorized)
+        );
+        let e = a
+            .check(&anon, Need::Repo("x", Action::Push), realm)
+            .unwrap_err();
+        let challenge = e.headers[0].1.to_str().unwrap().to_string();
+        assert!(
+            challenge.contains("scope=\"repository:x:pull,push\""),
+            "{challenge}"
+        );
+        assert_eq!(
+            code(a.check(&bob, Need::Repo("team-b/a", Action::Push), realm)),
+            None
+        );
+        assert_eq!(
+            code(a.check(&bob, Need::Repo("team-a/a", Action::Push), realm)),
+            Some(ErrorCode::Denied)
+        );
+
+        let ro = Access::new(Mode::ReadOnly, accounts(), key());
+        let alice = Principal::User("alice".into());
+        assert_eq!(
+            code(ro.check(&alice, Need::Repo("x", Action::Push), realm)),
+            Some(ErrorCode::Denied)
+        );
+        assert_eq!(code(ro.check(&anon, Need::Base, realm)), None);
+
+        // Without a token key the challenge is Basic, and there is no token endpoint.
+        let basic_only = Access::new(Mode::Authenticated, accounts(), None);
+        let e = basic_only.check(&anon, Need::Catalog, realm).unwrap_err();
+        assert_eq!(e.headers[0].1, "Basic realm=\"edge-registry\"");
+        assert!(basic_only.issue_token(None, &[], "c", 0).is_err());
+    }
+
+    #[test]
+    fn authenticates_basic_and_bearer_and_limits_failures() {
+        let a = Access::new(
+            Mode::Authenticated,
+            accounts(),
+            Some(TokenKey::new(SECRET).unwrap()),
+        )
+        .with_max_failures(2);
+        let p = a
+            .authenticate(&basic("alice", "a-pw"), "1.2.3.4", "r", 100)
+            .unwrap();
+        assert_eq!(p, Principal::User("alice".into()));
+        assert_eq!(
+            a.authenticate(&HeaderMap::new(), "c", "r", 100).unwrap(),
+            Principal::Anonymous
+        );
+        for _ in 0..2 {
+            let e = a
+                .authenticate(&basic("alice", "nope"), "5.6.7.8", "r", 100)
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::Unauthorized);
+        }
+        // That client now waits, even with the right password; others do not.
+        let e = a
+            .authenticate(&basic("alice", "a-pw"), "5.6.7.8", "r", 130)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooManyRequests);
+        assert!(a
+            .authenticate(&basic("alice", "a-pw"), "1.2.3.4", "r", 130)
+            .is_ok());
+        // A minute later it may try again.
+        assert!(a
+            .authenticate(&basic("alice", "a-pw"), "5.6.7.8", "r", 161)
+            .is_ok());
+
+        // Tokens: cut down to the grants, and accepted as Bearer.
+        let v = a
+            .issue_token(
+                Some(("bob".into(), "b-pw".into())),
+                &["repository:team-b/app:pull,push repository:team-a/app:pull,push".into()],
+                "c",
+                200,
+            )
+            .unwrap();
+        let token = v["token"].as_str().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let Principal::Token(claims) = a.authenticate(&h, "c", "r", 201).unwrap() else {
+            panic!("not a token principal");
+        };
+        assert_eq!(claims.sub, "bob");
+        assert_eq!(
+            claims.access,
+            vec![Scope::parse("repository:team-b/app:pull,push").unwrap()]
+        );
+        assert!(a.authenticate(&h, "c", "r", 200 + 300).is_err(), "expired");
+        // Rotating the accounts drops remembered verifications at once.
+        a.set_accounts(Accounts::default());
+        assert!(a
+            .authenticate(&basic("alice", "a-pw"), "1.2.3.4", "r", 202)
+            .is_err());
     }
 }

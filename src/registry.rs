@@ -311,7 +311,7 @@ impl<S: Storage> Registry<S> {
 
     /// The token endpoint: `GET /token?service=..&scope=..` with Basic credentials (or none,
     /// for an anonymous token), or the OAuth2 password grant as a form `POST`.
-    async fn token(&self, req: &Parts, body: &mut Body, realm: &str) -> Result<Response<Body>> {
+    async fn token(&self, req: &Parts, body: &mut Body) -> Result<Response<Body>> {
         let mut pairs: Vec<(String, String)> = req
             .uri
             .query()
@@ -366,13 +366,10 @@ impl<S: Storage> Registry<S> {
             .extensions
             .get::<ClientAddr>()
             .map_or("unknown", |c| c.0.as_str());
-        let token = self.config.access.issue_token(
-            credentials,
-            &scopes,
-            client,
-            realm,
-            (self.config.now)(),
-        )?;
+        let token =
+            self.config
+                .access
+                .issue_token(credentials, &scopes, client, (self.config.now)())?;
         let mut resp = json_response(StatusCode::OK, "application/json", &token);
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -383,7 +380,7 @@ impl<S: Storage> Registry<S> {
         let route = Route::parse(req.uri.path())?;
         let realm = self.token_realm(req);
         if route == Route::Token {
-            return self.token(req, body, &realm).await;
+            return self.token(req, body).await;
         }
         let principal = self.authorize(req, &route, &realm)?;
         let m = req.method.clone();
