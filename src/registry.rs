@@ -748,6 +748,9 @@ impl<S: Storage> Registry<S> {
         let now = (self.config.now)();
         let mut open = 0;
         for id in self.storage.list(keys::UPLOADS_DIR).await? {
+            // Natively this waits for a request working on the session, which then has
+            // refreshed its activity time.
+            let _session = self.storage.lock_session(&id).await;
             let Some(raw) = self.storage.get(&keys::upload(&id)).await? else {
                 continue;
             };
@@ -853,6 +856,9 @@ impl<S: Storage> Registry<S> {
         body: &mut Body,
         expected: Option<u64>,
     ) -> Result<()> {
+        if expected.is_some_and(|e| state.offset + e > self.config.max_blob_size) {
+            return Err(too_large(self.config.max_blob_size));
+        }
         let mut hasher = state
             .hasher()
             .ok_or_else(|| Error::internal("corrupt upload state"))?;
@@ -861,9 +867,6 @@ impl<S: Storage> Registry<S> {
             .upload_writer(id, state.offset, state.backend.as_deref())
             .await
             .map_err(internal)?;
-        if expected.is_some_and(|e| state.offset + e > self.config.max_blob_size) {
-            return Err(too_large(self.config.max_blob_size));
-        }
         let mut stream = std::mem::replace(body, Body::Empty).into_stream();
         let mut n: u64 = 0;
         // An error here leaves the rest of the body unread: the connection must close.
