@@ -29,6 +29,8 @@ fn oras_py_push_pull_roundtrip() {
     );
 
     let server = Server::start();
+    // oras-py makes temp folders of its own and leaves them: keep them in one we remove.
+    let tmp = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(&python);
     cmd.arg(&script).arg(server.host());
     if server.url.starts_with("https://") {
@@ -36,6 +38,7 @@ fn oras_py_push_pull_roundtrip() {
     }
     let out = cmd
         .env("PYTHONUNBUFFERED", "1")
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
