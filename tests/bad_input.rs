@@ -1690,6 +1690,91 @@ async fn malformed_requests_get_spec_errors_and_the_server_keeps_serving() {
     assert_still_serving(&ctx, &mut server).await;
 }
 
+// ---- credentials and the token endpoint ---------------------------------------------------
+
+/// Malformed credentials, tokens and token requests, against a registry that needs credentials:
+/// 401 UNAUTHORIZED with a challenge (or the spec's other codes), never a 5xx.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_credentials_and_token_requests_get_spec_errors() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (mut server, _accounts) = common::auth_server("authenticated");
+    let ctx = Ctx::new(&server);
+    let name = repo("bad-auth");
+    let tags = format!("/v2/{name}/tags/list");
+    let mut rows: Vec<Row> = Vec::new();
+    for value in [
+        "Basic".to_string(),
+        "Basic !!!not-base64!!!".into(),
+        format!("Basic {}", b64(b"no-colon")),
+        format!("Basic {}", b64(b"\xff\xfe:\xfd")),
+        format!("Basic {}", b64(b":")),
+        format!("basic {}", b64(b"alice:not-the-password")),
+        format!(
+            "Basic {}",
+            b64(format!("alice:{}", "p".repeat(10_000)).as_bytes())
+        ),
+        "Bearer".into(),
+        "Bearer x.y".into(),
+        "Bearer ..".into(),
+        format!("Bearer {}", "a".repeat(8_000)),
+        format!("Bearer {}.{}", b64(b"{\"sub\":\"alice\"}"), b64(b"sig")),
+        "Digest username=\"alice\"".into(),
+        "Negotiate abc".into(),
+        "".into(),
+    ] {
+        rows.push(
+            row("GET", tags.clone())
+                .header("Authorization", value)
+                .expect(401, "UNAUTHORIZED")
+                .has_header("www-authenticate"),
+        );
+    }
+    let form = "application/x-www-form-urlencoded";
+    rows.push(row("GET", "/token?scope=garbage").expect(401, "UNAUTHORIZED"));
+    rows.push(
+        row("GET", "/token?scope=repository:Bad%20Name:pull&scope=%ff")
+            .header("Authorization", format!("Basic {}", b64(b"nobody:nothing")))
+            .expect(401, "UNAUTHORIZED"),
+    );
+    rows.push(
+        row("POST", "/token")
+            .header("Content-Type", form)
+            .body("grant_type=refresh_token&refresh_token=abc&service=edge-registry")
+            .expect(400, "UNSUPPORTED"),
+    );
+    rows.push(
+        row("POST", "/token")
+            .header("Content-Type", form)
+            .body(vec![b'a'; 100 * 1024])
+            .expect(413, "SIZE_INVALID"),
+    );
+    rows.push(
+        row("POST", "/token")
+            .body(vec![0xffu8, 0, 1, 2, 3])
+            .expect(400, "UNSUPPORTED"),
+    );
+    rows.push(
+        row("POST", "/token")
+            .header("Content-Type", form)
+            .body("grant_type=password&username=alice&password=wrong")
+            .expect(401, "UNAUTHORIZED"),
+    );
+    rows.push(row("PUT", "/token").expect(405, "UNSUPPORTED"));
+    rows.push(row("DELETE", "/token").expect(405, "UNSUPPORTED"));
+    run_table(&ctx, &rows).await;
+
+    // Still serving, to the right credentials.
+    let r = Client::new()
+        .get(format!("{}/v2/", server.url))
+        .basic_auth(common::ALICE.0, Some(common::ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(server.is_running(), "the server process exited");
+}
+
 // ---- malformed HTTP -------------------------------------------------------------------
 
 /// Sends `bytes` as they are and returns what comes back (status, body), or why nothing did.
