@@ -395,6 +395,7 @@ function emptyState() {
     h(
       'div',
       { class: 'commands' },
+      api.signedInAs() && commandLine(`docker login ${HOST}`),
       commandLine(`docker tag alpine:latest ${HOST}/alpine:latest`),
       commandLine(`docker push ${HOST}/alpine:latest`),
     ),
@@ -847,7 +848,8 @@ function signOut() {
 /** The registry answered 401: ask for credentials (forgotten already if they were refused). */
 function showSignIn(e) {
   drawAccount();
-  signInView(e.message ? `${e.message}: sign in with the user and password you use for docker login.` : undefined);
+  const why = e.message ? `${e.message[0].toUpperCase()}${e.message.slice(1)}. ` : '';
+  signInView(`${why}Sign in with the user and password you use for docker login.`);
 }
 
 /** The sign-in form, shown when the registry answers 401 or asked for at #/sign-in. */
