@@ -134,9 +134,11 @@ impl Hasher {
         }
     }
 
-    /// Restores a state written by [`Hasher::save`]. `None` when the bytes are not such a state.
+    /// Restores a state written by [`Hasher::save`]. `None` when the bytes are not such a state,
+    /// including one that claims to have hashed more than [`MAX_RESTORED_LEN`] bytes (sha2 takes
+    /// any block count, and finishing from a huge one overflows its bit-length arithmetic).
     pub fn restore(alg: Algorithm, state: &[u8]) -> Option<Hasher> {
-        match alg {
+        let hasher = match alg {
             Algorithm::Sha256 => {
                 let arr = state.try_into().ok()?;
                 sha2::Sha256::deserialize(arr).ok().map(Hasher::Sha256)
@@ -145,8 +147,30 @@ impl Hasher {
                 let arr = state.try_into().ok()?;
                 sha2::Sha512::deserialize(arr).ok().map(Hasher::Sha512)
             }
-        }
+        }?;
+        (hashed_len(alg, state)? <= MAX_RESTORED_LEN).then_some(hasher)
     }
+}
+
+/// The most bytes a restored hash state may have hashed: far beyond any upload, and far enough
+/// below SHA-256's limit (2^64 bits) that hashing on from such a state cannot overflow.
+pub const MAX_RESTORED_LEN: u64 = 1 << 60;
+
+/// How many bytes a saved state has hashed, read from sha2's serialisation: the compression
+/// state (32 or 64 bytes), the count of compressed blocks (little-endian, a u64 for SHA-256 and
+/// a u128 for SHA-512), then the buffered tail: its length (one byte) and its bytes.
+fn hashed_len(alg: Algorithm, state: &[u8]) -> Option<u64> {
+    let (count_at, count_len, block_len) = match alg {
+        Algorithm::Sha256 => (32, 8, 64),
+        Algorithm::Sha512 => (64, 16, 128),
+    };
+    let mut count = [0u8; 16];
+    count[..count_len].copy_from_slice(state.get(count_at..count_at + count_len)?);
+    let tail = *state.get(count_at + count_len)?;
+    let len = u128::from_le_bytes(count)
+        .checked_mul(block_len)?
+        .checked_add(u128::from(tail))?;
+    u64::try_from(len).ok()
 }
 
 #[cfg(test)]
@@ -205,5 +229,44 @@ mod tests {
             }
         }
         assert!(Hasher::restore(Algorithm::Sha256, b"short").is_none());
+    }
+
+    #[test]
+    fn reads_the_length_of_a_saved_state() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            for n in [0usize, 1, 63, 64, 65, 127, 128, 129, 1000] {
+                let mut h = Hasher::new(alg);
+                h.update(&vec![7; n]);
+                assert_eq!(hashed_len(alg, &h.save()), Some(n as u64), "{alg:?} {n}");
+            }
+        }
+    }
+
+    /// Found by fuzzing (fuzz target `hasher`): a saved state holding a huge block count
+    /// restored, and finishing it panicked with "attempt to multiply with overflow" in sha2's
+    /// `finalize_variable_core` (in builds with overflow checks; release builds wrapped silently
+    /// to a wrong digest).
+    #[test]
+    fn refuses_a_state_with_an_impossible_length() {
+        for (alg, count_at, count_len, block_len) in [
+            (Algorithm::Sha256, 32, 8, 64),
+            (Algorithm::Sha512, 64, 16, 128),
+        ] {
+            let mut state = Hasher::new(alg).save();
+            let just_over = u128::from(MAX_RESTORED_LEN / block_len + 1);
+            let most = u128::MAX >> (128 - 8 * count_len);
+            for count in [just_over, u128::from(u64::MAX), most] {
+                state[count_at..count_at + count_len]
+                    .copy_from_slice(&count.to_le_bytes()[..count_len]);
+                assert!(Hasher::restore(alg, &state).is_none(), "{alg:?} {count}");
+            }
+            // Right at the limit it restores, and hashing on and finishing works.
+            let count = u128::from(MAX_RESTORED_LEN / block_len);
+            state[count_at..count_at + count_len]
+                .copy_from_slice(&count.to_le_bytes()[..count_len]);
+            let mut h = Hasher::restore(alg, &state).expect("at the limit");
+            h.update(&[1; 300]);
+            let _ = h.finish();
+        }
     }
 }

@@ -13,20 +13,29 @@ pub enum ByteRange {
 
 /// Parses a `Range` header against a body of `size` bytes. A malformed byte range gets
 /// `Unsatisfiable` (as the Go reference registry answers); a unit other than `bytes` is ignored
-/// (RFC 9110 §14.2), and so are several ranges: both get `Full`.
+/// (RFC 9110 §14.2), and so are several ranges: both get `Full`. Empty list elements are
+/// skipped, as RFC 9110 §5.6.1 requires of a recipient (`bytes=0-9,` is the range `0-9`).
 pub fn parse_range(header: &str, size: u64) -> ByteRange {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return ByteRange::Full;
     };
-    if spec.contains(',') {
+    let mut ranges = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .peekable();
+    let Some(one) = ranges.next() else {
+        return ByteRange::Unsatisfiable;
+    };
+    if ranges.peek().is_some() {
         // Several ranges would need multipart/byteranges; RFC 9110 lets us send it all.
-        return if spec.split(',').all(|r| parse_one(r.trim()).is_some()) {
+        return if parse_one(one).is_some() && ranges.all(|r| parse_one(r).is_some()) {
             ByteRange::Full
         } else {
             ByteRange::Unsatisfiable
         };
     }
-    let Some((first, last)) = parse_one(spec.trim()) else {
+    let Some((first, last)) = parse_one(one) else {
         return ByteRange::Unsatisfiable;
     };
     match (first, last) {
@@ -112,6 +121,39 @@ mod tests {
             ("bytes=0-1,x", 10, Unsatisfiable),
             ("bytes=99999999999999999999999-", 10, Unsatisfiable),
             ("bytes=+1-2", 10, Unsatisfiable),
+            ("bytes=", 10, Unsatisfiable),
+            ("bytes=,", 10, Unsatisfiable),
+        ];
+        for (h, size, want) in cases {
+            assert_eq!(parse_range(h, size), want, "{h} of {size}");
+        }
+    }
+
+    /// Found by fuzzing (fuzz target `range`): an empty list element, which RFC 9110 §5.6.1 says
+    /// a recipient must ignore, made a valid range unsatisfiable (`bytes=500-,` got a 416).
+    #[test]
+    fn empty_list_elements_are_ignored() {
+        let cases = [
+            (
+                "bytes=500-,",
+                1000,
+                Partial {
+                    start: 500,
+                    end: 999,
+                },
+            ),
+            ("bytes=, 0-9", 1000, Partial { start: 0, end: 9 }),
+            (
+                "bytes=,,-5,",
+                1000,
+                Partial {
+                    start: 995,
+                    end: 999,
+                },
+            ),
+            ("bytes=0-1,,3-4", 1000, Full),
+            ("bytes=0-1, ,x", 1000, Unsatisfiable),
+            ("bytes=5-,", 5, Unsatisfiable),
         ];
         for (h, size, want) in cases {
             assert_eq!(parse_range(h, size), want, "{h} of {size}");

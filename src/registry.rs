@@ -947,7 +947,10 @@ impl<S: Storage> Registry<S> {
         digest: &Digest,
     ) -> Result<Response<Body>> {
         let backend = state.backend.as_deref();
-        let actual = if state.algorithm() == Some(digest.algorithm()) {
+        let actual = if state.offset == 0 {
+            // Nothing was received (and an empty upload may have written no data at all).
+            Hasher::new(digest.algorithm()).finish()
+        } else if state.algorithm() == Some(digest.algorithm()) {
             state
                 .hasher()
                 .ok_or_else(|| Error::internal("corrupt upload state"))?

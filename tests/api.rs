@@ -1124,3 +1124,42 @@ async fn racing_chunks_of_one_session_never_both_land() {
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), chunk.as_slice());
 }
+
+/// Completing a session that received nothing with a sha512 digest (the session hashes
+/// sha256 until told otherwise): 201, not a re-read of data that was never written. Found by
+/// the `request` fuzz target.
+#[tokio::test]
+async fn empty_session_completed_with_a_sha512_digest() {
+    let s = Server::start();
+    let api = Api::new(&s);
+    let name = repo("api/empty512");
+    let r = api
+        .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = header(&r, "location").unwrap();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{}{loc}", s.url)
+    };
+    let empty512 = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let r = api
+        .c
+        .put(format!("{url}{sep}digest={empty512}"))
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let r = api
+        .req(Method::GET, &format!("/v2/{name}/blobs/{empty512}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.unwrap().is_empty());
+}
