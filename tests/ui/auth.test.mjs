@@ -8,6 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+/** With UI_SCREENSHOTS=1 the sign-in form is saved as docs/screenshots/sign-in.png. */
+const SHOTS = process.env.UI_SCREENSHOTS === '1' ? path.join(ROOT, 'docs/screenshots') : null;
 
 function required(name) {
   const v = process.env[name];
@@ -36,7 +39,7 @@ after(async () => {
 
 /** A fresh browser context (no stored credentials) and a page in it, watched for errors. */
 async function freshPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 640 }, acceptDownloads: true });
   context.setDefaultTimeout(15_000);
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -65,6 +68,10 @@ if (F.mode === 'authenticated') {
     await signIn(page, 'not-the-password');
     await page.locator('.sign-in-error .inline-error').waitFor();
     assert.match(await text(page.locator('.sign-in-error')), /UNAUTHORIZED/);
+    if (SHOTS) {
+      await page.evaluate(() => document.activeElement && document.activeElement.blur());
+      await page.screenshot({ path: path.join(SHOTS, 'sign-in.png') });
+    }
     assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'nothing kept after a failed sign-in');
 
     await signIn(page, F.password);
