@@ -1154,7 +1154,12 @@ async fn empty_session_completed_with_a_sha512_digest() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
     let r = api
         .req(Method::GET, &format!("/v2/{name}/blobs/{empty512}"))
         .send()
