@@ -129,9 +129,18 @@ async fn to_core_keeps_method_path_query_headers_and_body_bytes() {
         "/v2/my-org/caf%C3%A9%2Fx/blobs/uploads/a%20b"
     );
     assert_eq!(core.uri().query(), Some("digest=sha256%3Aab&n=1&q=a%20b"));
+    // The URI stays absolute: the token realm is built from its scheme and host.
     assert_eq!(
         core.uri().to_string(),
-        "/v2/my-org/caf%C3%A9%2Fx/blobs/uploads/a%20b?digest=sha256%3Aab&n=1&q=a%20b"
+        "https://registry.example/v2/my-org/caf%C3%A9%2Fx/blobs/uploads/a%20b?digest=sha256%3Aab&n=1&q=a%20b"
+    );
+    assert_eq!(core.uri().scheme_str(), Some("https"));
+    // No CF-Connecting-IP here: failed logins count under one shared key.
+    assert_eq!(
+        core.extensions()
+            .get::<crate::auth::ClientAddr>()
+            .map(|c| c.0.as_str()),
+        Some("unknown")
     );
 
     let h = core.headers();
