@@ -36,22 +36,7 @@ fn setup(mode: &str) -> Setup {
 
 /// A native server in `mode`, with extra `serve` arguments.
 fn native_setup(mode: &str, extra: &[&str]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let server = {
-        write_accounts(dir.path(), &[ALICE, BOB]);
-        let h = dir.path().join("htpasswd");
-        let g = dir.path().join("grants");
-        let mut args = vec![
-            "--auth",
-            mode,
-            "--htpasswd",
-            h.to_str().unwrap(),
-            "--grants",
-            g.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        Server::native_with(&args)
-    };
+    let (server, dir) = common::native_auth_server(mode, extra);
     Setup {
         server,
         dir,

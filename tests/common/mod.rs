@@ -39,22 +39,29 @@ pub fn write_accounts(dir: &Path, users: &[(&str, &str)]) {
 /// external server (`EDGE_REGISTRY_URL`) if `EDGE_REGISTRY_AUTH_MODE` names this mode, else a
 /// fresh native one.
 pub fn auth_server(mode: &str) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
     if std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode) {
-        return (Server::start(), dir);
+        return (Server::start(), tempfile::tempdir().expect("tempdir"));
     }
+    native_auth_server(mode, &[])
+}
+
+/// A fresh native server in access `mode` with the fixture users and grants, and extra `serve`
+/// arguments; and the folder of the account files (rewrite them to rotate credentials).
+pub fn native_auth_server(mode: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
     write_accounts(dir.path(), &[ALICE, BOB]);
     let h = dir.path().join("htpasswd");
     let g = dir.path().join("grants");
-    let server = Server::native_with(&[
+    let mut args = vec![
         "--auth",
         mode,
         "--htpasswd",
         h.to_str().unwrap(),
         "--grants",
         g.to_str().unwrap(),
-    ]);
-    (server, dir)
+    ];
+    args.extend_from_slice(extra);
+    (Server::native_with(&args), dir)
 }
 
 pub struct Server {
