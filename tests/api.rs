@@ -1042,36 +1042,44 @@ async fn concurrent_pushes_of_the_same_blob_and_tag_end_consistent() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
 }
 
+/// A session completed with no chunk at all: nothing was ever written for it. With a sha512
+/// digest too, although the session hashes sha256 until told otherwise (found by the `request`
+/// fuzz target: that once re-read data that did not exist, a 500). A fresh native server, so the
+/// empty blobs are not already stored by another test.
 #[tokio::test]
 async fn empty_blob_through_a_session() {
     let s = Server::native();
     let api = Api::new(&s);
     let name = repo("empty");
-    let d = sha256(b"");
-    let r = api
-        .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = header(&r, "location").unwrap();
-    let r = api
-        .req(Method::PUT, &format!("{loc}?digest={d}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap()
-    );
-    let r = api
-        .req(Method::GET, &format!("/v2/{name}/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
-    assert!(r.bytes().await.unwrap().is_empty());
+    let empty512 = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
+    for d in [sha256(b""), empty512.to_string()] {
+        let r = api
+            .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        let loc = header(&r, "location").unwrap();
+        // An explicit `Content-Length: 0`, as clients send it: no body is read at all.
+        let r = api
+            .req(Method::PUT, &format!("{loc}?digest={d}"))
+            .header("Content-Length", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{d}: {}",
+            r.text().await.unwrap()
+        );
+        let r = api
+            .req(Method::GET, &format!("/v2/{name}/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&r, "content-length").as_deref(), Some("0"), "{d}");
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
 }
 
 #[tokio::test]
@@ -1123,48 +1131,4 @@ async fn racing_chunks_of_one_session_never_both_land() {
         .await
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), chunk.as_slice());
-}
-
-/// Completing a session that received nothing with a sha512 digest (the session hashes
-/// sha256 until told otherwise): 201, not a re-read of data that was never written. Found by
-/// the `request` fuzz target.
-#[tokio::test]
-async fn empty_session_completed_with_a_sha512_digest() {
-    let s = Server::start();
-    let api = Api::new(&s);
-    let name = repo("api/empty512");
-    let r = api
-        .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let loc = header(&r, "location").unwrap();
-    let url = if loc.starts_with("http") {
-        loc
-    } else {
-        format!("{}{loc}", s.url)
-    };
-    let empty512 = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let r = api
-        .c
-        .put(format!("{url}{sep}digest={empty512}"))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap()
-    );
-    let r = api
-        .req(Method::GET, &format!("/v2/{name}/blobs/{empty512}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.bytes().await.unwrap().is_empty());
 }
