@@ -516,36 +516,29 @@ impl Access {
         if self.mode == Mode::Open {
             return Ok(Principal::Anonymous);
         }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Ok(Principal::Anonymous);
-        };
-        let value = value.to_str().unwrap_or_default();
-        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-        let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("basic") {
-            let (user, password) = basic_credentials(rest).ok_or_else(|| {
-                self.unauthorized(realm, None, None)
-                    .with_message("malformed Basic credentials")
-            })?;
-            if self.login(&user, &password, client, now)? {
-                return Ok(Principal::User(user));
-            }
-            return Err(self
+        match presented(headers) {
+            Presented::Nothing => Ok(Principal::Anonymous),
+            Presented::Basic(None) => Err(self
                 .unauthorized(realm, None, None)
-                .with_message("invalid username or password"));
-        }
-        if scheme.eq_ignore_ascii_case("bearer") {
-            let claims = self
+                .with_message("malformed Basic credentials")),
+            Presented::Basic(Some((user, password))) => {
+                if self.login(&user, &password, client, now)? {
+                    return Ok(Principal::User(user));
+                }
+                Err(self
+                    .unauthorized(realm, None, None)
+                    .with_message("invalid username or password"))
+            }
+            Presented::Bearer(token) => self
                 .token_key
                 .as_ref()
-                .and_then(|k| k.verify(rest, now))
+                .and_then(|k| k.verify(&token, now))
+                .map(Principal::Token)
                 .ok_or_else(|| {
                     self.unauthorized(realm, None, Some("invalid_token"))
                         .with_message("invalid or expired token")
-                })?;
-            return Ok(Principal::Token(claims));
+                }),
         }
-        Ok(Principal::Anonymous)
     }
 
     /// Whether `p` may do `action` on `repo`.
@@ -629,6 +622,15 @@ impl Access {
         )
     }
 
+    /// 401 UNAUTHORIZED at the token endpoint, which takes Basic credentials.
+    pub fn token_unauthorized(&self) -> Error {
+        Error::new(ErrorCode::Unauthorized).with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&format!("Basic realm=\"{}\"", self.service))
+                .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
+        )
+    }
+
     /// The token endpoint: a token for the part of the requested `scopes` that the caller may
     /// have. `credentials` are the caller's user and password, if it sent any.
     pub fn issue_token(
@@ -641,13 +643,7 @@ impl Access {
         let key = self.token_key.as_ref().ok_or_else(|| {
             crate::route::not_found().with_message("this registry does not issue tokens")
         })?;
-        let basic = || {
-            Error::new(ErrorCode::Unauthorized).with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_str(&format!("Basic realm=\"{}\"", self.service))
-                    .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
-            )
-        };
+        let basic = || self.token_unauthorized();
         let principal = match credentials {
             Some((user, password)) => {
                 if !self.login(&user, &password, client, now)? {
@@ -716,6 +712,31 @@ fn challenge_scope(repo: &str, action: Action) -> Scope {
             Action::Push => vec![Action::Pull, Action::Push],
             Action::Delete => vec![Action::Delete],
         },
+    }
+}
+
+/// What a request's `Authorization` header presents. A scheme other than Basic or Bearer
+/// counts as nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    Nothing,
+    /// Basic credentials: `None` when they do not decode to `user:password`.
+    Basic(Option<(String, String)>),
+    Bearer(String),
+}
+
+pub fn presented(headers: &HeaderMap) -> Presented {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Presented::Nothing;
+    };
+    let value = value.to_str().unwrap_or_default();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        Presented::Basic(basic_credentials(rest))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Presented::Bearer(rest.trim().to_string())
+    } else {
+        Presented::Nothing
     }
 }
 

@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Access, Action, ClientAddr, Need, Principal};
+use crate::auth::{presented, Access, Action, ClientAddr, Need, Presented, Principal};
 use crate::body::Body;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorCode};
@@ -161,6 +161,13 @@ fn query(req: &Parts) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The client's address as the adapter gave it, for counting failed logins.
+fn client(req: &Parts) -> &str {
+    req.extensions
+        .get::<ClientAddr>()
+        .map_or("unknown", |c| c.0.as_str())
+}
+
 fn header_str(req: &Parts, name: HeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -289,11 +296,8 @@ impl<S: Storage> Registry<S> {
     /// Authenticates the request and checks it may do what its route needs.
     fn authorize(&self, req: &Parts, route: &Route, realm: &str) -> Result<Principal> {
         let access = &self.config.access;
-        let client = req
-            .extensions
-            .get::<ClientAddr>()
-            .map_or("unknown", |c| c.0.as_str());
-        let principal = access.authenticate(&req.headers, client, realm, (self.config.now)())?;
+        let principal =
+            access.authenticate(&req.headers, client(req), realm, (self.config.now)())?;
         let need = match route {
             Route::Base => Need::Base,
             Route::Catalog => Need::Catalog,
@@ -317,12 +321,18 @@ impl<S: Storage> Registry<S> {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let mut credentials = header_str(req, header::AUTHORIZATION).and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("basic")
-                .then(|| crate::auth::basic_credentials(rest))?
-        });
+        // Basic credentials, or none (a Bearer token does not get another token).
+        let mut credentials = match presented(&req.headers) {
+            Presented::Basic(Some(c)) => Some(c),
+            Presented::Basic(None) => {
+                return Err(self
+                    .config
+                    .access
+                    .token_unauthorized()
+                    .with_message("malformed Basic credentials"))
+            }
+            Presented::Nothing | Presented::Bearer(_) => None,
+        };
         match req.method {
             Method::GET | Method::HEAD => {}
             Method::POST => {
@@ -362,14 +372,12 @@ impl<S: Storage> Registry<S> {
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v)
             .collect();
-        let client = req
-            .extensions
-            .get::<ClientAddr>()
-            .map_or("unknown", |c| c.0.as_str());
-        let token =
-            self.config
-                .access
-                .issue_token(credentials, &scopes, client, (self.config.now)())?;
+        let token = self.config.access.issue_token(
+            credentials,
+            &scopes,
+            client(req),
+            (self.config.now)(),
+        )?;
         let mut resp = json_response(StatusCode::OK, "application/json", &token);
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

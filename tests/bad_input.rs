@@ -1733,6 +1733,12 @@ async fn malformed_credentials_and_token_requests_get_spec_errors() {
     let form = "application/x-www-form-urlencoded";
     rows.push(row("GET", "/token?scope=garbage").expect(401, "UNAUTHORIZED"));
     rows.push(
+        row("GET", "/token?scope=repository:a:pull")
+            .header("Authorization", "Basic !!!not-base64!!!")
+            .expect(401, "UNAUTHORIZED")
+            .has_header("www-authenticate"),
+    );
+    rows.push(
         row("GET", "/token?scope=repository:Bad%20Name:pull&scope=%ff")
             .header("Authorization", format!("Basic {}", b64(b"nobody:nothing")))
             .expect(401, "UNAUTHORIZED"),
