@@ -134,6 +134,11 @@ impl Hasher {
         }
     }
 
+    /// How many bytes this hasher has taken in.
+    pub fn bytes_hashed(&self) -> u64 {
+        hashed_len(self.algorithm(), &self.save()).unwrap_or(u64::MAX)
+    }
+
     /// Restores a state written by [`Hasher::save`]. `None` when the bytes are not such a state,
     /// including one that claims to have hashed more than [`MAX_RESTORED_LEN`] bytes (sha2 takes
     /// any block count, and finishing from a huge one overflows its bit-length arithmetic).
@@ -238,6 +243,7 @@ mod tests {
                 let mut h = Hasher::new(alg);
                 h.update(&vec![7; n]);
                 assert_eq!(hashed_len(alg, &h.save()), Some(n as u64), "{alg:?} {n}");
+                assert_eq!(h.bytes_hashed(), n as u64);
             }
         }
     }
