@@ -47,6 +47,34 @@ pub struct Digest {
     hex: String,
 }
 
+/// Written and read as its text form, `algorithm:encoded`.
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+/// Written and read as its name (`sha256`).
+impl serde::Serialize for Algorithm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Algorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Algorithm::parse(&s).ok_or_else(|| serde::de::Error::custom("unsupported algorithm"))
+    }
+}
+
 impl Digest {
     /// Parses `algorithm:encoded`, per the spec's digest grammar, restricted to the algorithms
     /// the spec registers (sha256, sha512), whose encoding is lowercase hex.

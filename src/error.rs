@@ -3,8 +3,11 @@
 //! Every failure the core answers with goes through [`Error`]: unknown routes and wrong methods
 //! included, so a client never sees a plain-text body.
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use serde::Serialize;
+
+use crate::body::Body;
+use crate::storage::StorageError;
 
 /// The error codes of the OCI Distribution Spec v1.1 (section "Error Codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +170,14 @@ impl Error {
             .with_detail(serde_json::Value::String(cause.to_string()))
     }
 
+    /// What went wrong, for a log: the cause of an internal error, else the message.
+    pub fn cause(&self) -> String {
+        match &self.detail {
+            Some(serde_json::Value::String(s)) if self.status.is_server_error() => s.clone(),
+            _ => self.message.clone(),
+        }
+    }
+
     /// The JSON body: `{"errors":[{"code":..,"message":..,"detail":..}]}`.
     pub fn body(&self) -> Vec<u8> {
         #[derive(Serialize)]
@@ -193,7 +204,48 @@ impl Error {
                 detail,
             }],
         })
-        .unwrap_or_default()
+        .unwrap_or_else(|_| {
+            br#"{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}"#.to_vec()
+        })
+    }
+}
+
+/// Attached (as a response extension) to a 5xx response: what went wrong, for the adapter's
+/// log. It never goes into the body.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+impl Error {
+    /// The response for this error: its status, its headers and the spec's JSON body. A 5xx
+    /// carries its cause as an [`InternalCause`] extension for the log.
+    pub fn into_response(self) -> Response<Body> {
+        let body = self.body();
+        let mut resp = Response::new(Body::from(body.clone()));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        for (k, v) in self.headers {
+            h.append(k, v);
+        }
+        if self.status.is_server_error() {
+            let cause = self
+                .detail
+                .as_ref()
+                .map_or_else(|| self.message.clone(), |d| d.to_string());
+            resp.extensions_mut().insert(InternalCause(cause));
+        }
+        resp
+    }
+}
+
+/// A failure of the storage itself: 500 UNKNOWN, its cause for the log only.
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::internal(e)
     }
 }
 
@@ -242,5 +294,17 @@ mod tests {
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         let body = String::from_utf8(e.body()).unwrap();
         assert!(!body.contains("secret"), "{body}");
+        let resp = Error::from(StorageError("/secret/path".into())).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(resp
+            .extensions()
+            .get::<InternalCause>()
+            .unwrap()
+            .0
+            .contains("secret"));
+        match resp.into_body() {
+            Body::Full(b) => assert!(!String::from_utf8_lossy(&b).contains("secret")),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,14 +1,16 @@
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use edge_registry::auth::{Access, Mode, TokenKey};
+use clap::{Arg, ArgMatches, Parser, Subcommand};
+use edge_registry::auth::{acceptable_credential, Access, Mode, TokenKey};
 use edge_registry::native::access::{htpasswd_line, random_secret, AccountFiles};
-use edge_registry::native::{fs::FsStorage, now, server};
-use edge_registry::{Config, Registry};
+use edge_registry::native::{fs::FsStorage, server, BlockingPasswordCheck, SystemClock};
+use edge_registry::settings::{Settings, SETTINGS};
+use edge_registry::Registry;
 
 #[derive(Parser)]
 #[command(
@@ -42,49 +44,68 @@ struct Serve {
     /// Folder the registry stores into.
     #[arg(long, env = "EDGE_REGISTRY_ROOT", default_value = "./registry-data")]
     root: PathBuf,
-    /// Public base URL for Location and Link headers and the token realm (default:
-    /// path-absolute URLs, and the realm from the request's Host).
-    #[arg(long, env = "EDGE_REGISTRY_BASE_URL", default_value = "")]
-    base_url: String,
-    /// Who may do what: open, anonymous-pull, authenticated or read-only.
-    #[arg(long, env = "EDGE_REGISTRY_AUTH", default_value = "open")]
-    auth: Mode,
     /// Users, as an htpasswd file of bcrypt hashes (re-read when it changes).
     #[arg(long, env = "EDGE_REGISTRY_HTPASSWD")]
     htpasswd: Option<PathBuf>,
-    /// Per-user grants: lines of `user pattern=actions ...` (re-read when it changes).
+    /// Per-user grants: lines of `user pattern=actions ...` (re-read when it changes). With a
+    /// grants file, a user without a line may do nothing.
     #[arg(long, env = "EDGE_REGISTRY_GRANTS")]
     grants: Option<PathBuf>,
     /// File holding the key that signs tokens (at least 32 bytes); default: a random key per
     /// process, so tokens end with it.
     #[arg(long, env = "EDGE_REGISTRY_TOKEN_SECRET_FILE")]
     token_secret_file: Option<PathBuf>,
-    /// Lifetime of issued tokens, in seconds.
-    #[arg(long, env = "EDGE_REGISTRY_TOKEN_TTL", default_value_t = 300)]
-    token_ttl: u64,
-    /// Failed logins a client address may make per minute before it gets 429.
-    #[arg(long, env = "EDGE_REGISTRY_MAX_LOGIN_FAILURES", default_value_t = 10)]
-    max_login_failures: u32,
-    /// Upload sessions open at once; past this, new ones get 429.
-    #[arg(
-        long,
-        env = "EDGE_REGISTRY_MAX_UPLOAD_SESSIONS",
-        default_value_t = 1000
-    )]
-    max_upload_sessions: usize,
-    /// Seconds an upload session may go without a request before it expires and its data
-    /// is removed.
-    #[arg(long, env = "EDGE_REGISTRY_UPLOAD_TTL", default_value_t = 86400)]
-    upload_ttl: u64,
-    /// Largest blob accepted, in bytes.
-    #[arg(long, env = "EDGE_REGISTRY_MAX_BLOB_SIZE", default_value_t = 32 << 30)]
-    max_blob_size: u64,
-    /// Seconds a request body may send nothing before the request is abandoned.
-    #[arg(long, env = "EDGE_REGISTRY_BODY_TIMEOUT", default_value_t = 60)]
-    body_timeout: u64,
+    /// A proxy (address or CIDR) whose Forwarded / X-Forwarded-For headers name the client;
+    /// repeat for more.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     json_logs: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// The core's settings table as flags (`--upload-ttl`) and variables
+/// (`EDGE_REGISTRY_UPLOAD_TTL`), with the table's defaults.
+struct SettingsArgs(HashMap<&'static str, String>);
+
+impl clap::FromArgMatches for SettingsArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(SettingsArgs(
+            SETTINGS
+                .iter()
+                .filter_map(|s| Some((s.var, m.get_one::<String>(s.var)?.clone())))
+                .collect(),
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for SettingsArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        SETTINGS.iter().fold(cmd, |cmd, s| {
+            let env: &'static str = Box::leak(
+                format!("EDGE_REGISTRY_{}", s.flag.replace('-', "_").to_uppercase())
+                    .into_boxed_str(),
+            );
+            cmd.arg(
+                Arg::new(s.var)
+                    .long(s.flag)
+                    .env(env)
+                    .help(s.help)
+                    .default_value(s.default),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> std::io::Error {
@@ -95,14 +116,16 @@ fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::HashPassword { user, cost } => {
-            if user.is_empty() || user.contains(':') {
-                return Err(fail("the user name must be non-empty and hold no ':'"));
-            }
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
                 return Err(fail("no password on stdin"));
+            }
+            if !acceptable_credential(&user, password) {
+                return Err(fail(
+                    "the user name must be non-empty and hold no ':', and neither it nor the password may hold control characters",
+                ));
             }
             println!("{}", htpasswd_line(&user, password, cost)?);
             Ok(())
@@ -124,15 +147,29 @@ fn serve(s: Serve) -> std::io::Result<()> {
     } else {
         fmt.init();
     }
+    let settings = Settings::from_lookup(|var| s.settings.0.get(var).cloned()).map_err(|e| {
+        // Name the flag the user wrote, not the Worker's var.
+        match e.split_once(": ").and_then(|(var, rest)| {
+            let setting = SETTINGS.iter().find(|x| x.var == var)?;
+            Some(format!("--{}: {rest}", setting.flag))
+        }) {
+            Some(m) => fail(m),
+            None => fail(e),
+        }
+    })?;
+    let trusted_proxies =
+        server::TrustedProxies::parse(s.trusted_proxies.iter().map(String::as_str))
+            .map_err(fail)?;
     let files = AccountFiles {
         htpasswd: s.htpasswd.clone(),
         grants: s.grants.clone(),
     };
     let accounts = files.load()?;
-    if matches!(s.auth, Mode::AnonymousPull | Mode::Authenticated) && accounts.htpasswd.is_empty() {
+    let mode = settings.auth_mode;
+    if matches!(mode, Mode::AnonymousPull | Mode::Authenticated) && accounts.htpasswd.is_empty() {
         return Err(fail(format!(
-            "--auth {:?} needs users: pass --htpasswd FILE",
-            s.auth
+            "--auth {} needs users: pass --htpasswd FILE",
+            mode.as_str()
         )));
     }
     let key = match &s.token_secret_file {
@@ -146,52 +183,48 @@ fn serve(s: Serve) -> std::io::Result<()> {
     }
     .map_err(fail)?;
     let access = Arc::new(
-        Access::new(s.auth, accounts, Some(key))
-            .with_token_ttl(s.token_ttl)
-            .with_max_failures(s.max_login_failures),
+        Access::new(mode, accounts, Some(key))
+            .with_token_ttl(settings.token_ttl)
+            .with_max_failures(settings.max_login_failures)
+            .with_password_check(Arc::new(BlockingPasswordCheck::for_this_machine())),
     );
-    if s.auth == Mode::Open && !s.listen.ip().is_loopback() {
+    if mode == Mode::Open && !s.listen.ip().is_loopback() {
         tracing::warn!(listen = %s.listen, "open mode on a non-loopback address: anyone who can reach it may push and delete");
     }
     let storage = FsStorage::open(&s.root)?;
-    let config = Config {
-        base_url: s.base_url,
-        now,
-        access: access.clone(),
-        max_upload_sessions: s.max_upload_sessions,
-        upload_ttl: s.upload_ttl,
-        max_blob_size: s.max_blob_size,
-        ..Config::default()
+    let limits = server::Limits {
+        body_timeout: Duration::from_secs(settings.body_timeout),
+        trusted_proxies,
     };
-    let registry = Arc::new(Registry::new(storage, config));
+    let sweep_every = Duration::from_secs((settings.upload_ttl / 4).clamp(1, 600));
+    let registry = Arc::new(
+        Registry::new(storage, settings)
+            .with_access(access.clone())
+            .with_clock(Arc::new(SystemClock)),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let root = s.root;
-    let mode = s.auth;
     rt.block_on(async move {
         if files.htpasswd.is_some() || files.grants.is_some() {
             tokio::spawn(files.watch(access, Duration::from_secs(2)));
         }
         // Expire stale upload sessions now and then (and at start, after a crash).
         let sweeper = registry.clone();
-        let every = Duration::from_secs((s.upload_ttl / 4).clamp(1, 600));
         tokio::spawn(async move {
             loop {
                 if let Err(e) = sweeper.expire_uploads().await {
-                    tracing::warn!(error = %e, "expiring upload sessions failed");
+                    tracing::warn!(error = %e.cause(), "expiring upload sessions failed");
                 }
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(sweep_every).await;
             }
         });
         let listener = tokio::net::TcpListener::bind(s.listen).await?;
         let addr = listener.local_addr()?;
         // The first line on stdout names the address, for scripts and tests.
         println!("listening on http://{addr}");
-        tracing::info!(%addr, root = %root.display(), ?mode, "edge-registry serving");
-        let limits = server::Limits {
-            body_timeout: Duration::from_secs(s.body_timeout.max(1)),
-        };
+        tracing::info!(%addr, root = %root.display(), mode = mode.as_str(), "edge-registry serving");
         server::serve(listener, registry, limits, server::shutdown_signal()).await
     })
 }

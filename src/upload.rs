@@ -18,7 +18,7 @@ pub struct UploadState {
     /// Bytes received and stored.
     pub offset: u64,
     /// The hash algorithm of `hash`.
-    pub alg: String,
+    pub alg: Algorithm,
     /// The hasher's saved state, hex-encoded.
     pub hash: String,
     /// When the session was opened, in seconds since the Unix epoch.
@@ -44,7 +44,7 @@ impl UploadState {
         UploadState {
             repo: repo.as_str().to_string(),
             offset: 0,
-            alg: alg.as_str().to_string(),
+            alg,
             hash: hex::encode(Hasher::new(alg).save()),
             created: now,
             backend: None,
@@ -59,22 +59,22 @@ impl UploadState {
         now >= self.created.max(self.updated).saturating_add(ttl)
     }
 
-    pub fn algorithm(&self) -> Option<Algorithm> {
-        Algorithm::parse(&self.alg)
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
     }
 
     /// The hasher, restored to the state after `offset` bytes.
     pub fn hasher(&self) -> Option<Hasher> {
-        Hasher::restore(self.algorithm()?, &hex::decode(&self.hash).ok()?)
+        Hasher::restore(self.alg, &hex::decode(&self.hash).ok()?)
     }
 
     pub fn set_hasher(&mut self, h: &Hasher) {
-        self.alg = h.algorithm().as_str().to_string();
+        self.alg = h.algorithm();
         self.hash = hex::encode(h.save());
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 
     pub fn decode(raw: &[u8]) -> Option<Self> {
@@ -138,7 +138,7 @@ mod tests {
         h.update(b"hello ");
         s.set_hasher(&h);
         s.offset = 6;
-        let back = UploadState::decode(&s.encode()).unwrap();
+        let back = UploadState::decode(&s.encode().unwrap()).unwrap();
         let mut h2 = back.hasher().unwrap();
         h2.update(b"world");
         assert_eq!(

@@ -6,7 +6,7 @@
 
 use edge_registry::digest::{Algorithm, Digest};
 use edge_registry::names::{Name, Reference, Tag, MAX_NAME_LEN};
-use edge_registry::storage::keys;
+use edge_registry::repo::keys;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -124,7 +124,7 @@ impl FsStorage {
             let Ok(id) = entry.file_name().into_string() else {
                 continue;
             };
-            let state = root.join("meta").join(crate::storage::keys::upload(&id));
+            let state = root.join("meta").join(crate::repo::keys::upload(&id));
             if !state.exists() {
                 let _ = fs::remove_file(entry.path());
             }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,24 +17,109 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::body::{Body, BoxError};
-use crate::registry::{InternalCause, Registry};
+use crate::error::InternalCause;
+use crate::registry::Registry;
 use crate::storage::Storage;
 
 pub type HyperBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Bounds on what one request may take.
-#[derive(Debug, Clone, Copy)]
+/// How the server treats connections and requests.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// How long a request body may send nothing before the request is abandoned.
     pub body_timeout: Duration,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             body_timeout: Duration::from_secs(60),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
+}
+
+/// The proxies (address ranges) whose forwarding headers are believed (`--trusted-proxy`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// From CIDRs (`10.0.0.0/8`) or single addresses (`127.0.0.1`).
+    pub fn parse<'a>(cidrs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        cidrs
+            .into_iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("--trusted-proxy {c:?} is not an address or CIDR"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address. The peer's, unless the peer is a trusted proxy: then the nearest
+    /// address in the forwarding chain (`Forwarded`, else `X-Forwarded-For`, read from the
+    /// right) that is not a trusted proxy itself. A hop that does not parse ends the walk, so a
+    /// client can never pick its own address by writing the header.
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let hops: Vec<Option<IpAddr>> = if headers.contains_key(http::header::FORWARDED) {
+            headers
+                .get_all(http::header::FORWARDED)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|element| {
+                    element
+                        .split(';')
+                        .filter_map(|pair| pair.split_once('='))
+                        .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                        .and_then(|(_, v)| forwarded_addr(v))
+                })
+                .collect()
+        } else {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|h| h.trim().parse().ok())
+                .collect()
+        };
+        let mut client = peer;
+        for hop in hops.into_iter().rev() {
+            match hop {
+                Some(ip) => {
+                    client = ip;
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        client
+    }
+}
+
+/// The address of a `Forwarded` header's `for=` value: `1.2.3.4`, `1.2.3.4:80`,
+/// `"[2001:db8::1]:4711"`.
+fn forwarded_addr(v: &str) -> Option<IpAddr> {
+    let v = v.trim().trim_matches('"');
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    v.parse()
+        .ok()
+        .or_else(|| v.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
 }
 
 /// Converts a hyper request into the core's request, its body a stream that fails if the
@@ -115,24 +201,29 @@ pub async fn serve<S: Storage + 'static>(
         };
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
-        let client = crate::auth::ClientAddr(peer.ip().to_string());
+        let limits = limits.clone();
         let service = service_fn(move |mut req: http::Request<Incoming>| {
             let registry = registry.clone();
-            req.extensions_mut().insert(client.clone());
+            let client = limits.trusted_proxies.client(peer.ip(), req.headers());
+            req.extensions_mut()
+                .insert(crate::auth::ClientAddr(client.to_string()));
+            let body_timeout = limits.body_timeout;
             async move {
                 let start = Instant::now();
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
                 let received = content_length(req.headers());
-                let resp = registry.handle(to_core(req, limits.body_timeout)).await;
+                let outcome = registry.handle(to_core(req, body_timeout)).await;
+                let resp = outcome.response;
                 let status = resp.status().as_u16();
                 let sent = content_length(resp.headers());
                 if let Some(cause) = resp.extensions().get::<InternalCause>() {
-                    tracing::error!(%method, path, cause = %cause.0, "internal error");
+                    tracing::error!(%method, path, op = outcome.op, cause = %cause.0, "internal error");
                 }
                 tracing::info!(
                     %method,
                     path,
+                    op = outcome.op,
                     status,
                     bytes_in = received,
                     bytes_out = sent,
@@ -181,4 +272,42 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn client_addresses_come_from_trusted_proxies_only() {
+        let t = TrustedProxies::parse(["10.0.0.0/8", "127.0.0.1"]).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let xff = headers(&[("x-forwarded-for", "203.0.113.9, 10.1.2.3")]);
+        // An untrusted peer's headers are ignored.
+        assert_eq!(t.client(ip("198.51.100.1"), &xff), ip("198.51.100.1"));
+        // Through two trusted proxies, the first untrusted hop from the right.
+        assert_eq!(t.client(ip("127.0.0.1"), &xff), ip("203.0.113.9"));
+        // A client cannot choose its address by prepending one: the rightmost untrusted wins.
+        let spoof = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9")]);
+        assert_eq!(t.client(ip("10.0.0.1"), &spoof), ip("203.0.113.9"));
+        let fwd = headers(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=https, for=\"[2001:db8::1]:4711\"",
+        )]);
+        assert_eq!(t.client(ip("10.0.0.1"), &fwd), ip("2001:db8::1"));
+        let junk = headers(&[("x-forwarded-for", "203.0.113.9, garbage")]);
+        assert_eq!(t.client(ip("10.0.0.1"), &junk), ip("10.0.0.1"));
+        assert!(TrustedProxies::parse(["not-an-ip"]).is_err());
+    }
 }

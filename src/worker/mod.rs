@@ -11,9 +11,12 @@ use std::sync::Arc;
 use futures_util::{StreamExt, TryStreamExt};
 use worker::{event, Context, Env};
 
-use crate::auth::{Access, Accounts, ClientAddr, Grants, Htpasswd, Mode, TokenKey};
+use crate::auth::{Access, Accounts, ClientAddr, Grants, Htpasswd, TokenKey};
 use crate::body::{Body, BoxError, ByteStream, NativeBody};
-use crate::registry::{Config, InternalCause, Registry};
+use crate::clock::Clock;
+use crate::error::InternalCause;
+use crate::registry::Registry;
+use crate::settings::Settings;
 
 pub use r2::R2Storage;
 
@@ -125,8 +128,19 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn now() -> u64 {
-    worker::Date::now().as_millis() / 1000
+/// The Worker's clock: JavaScript's `Date.now()`.
+struct DateClock;
+
+impl Clock for DateClock {
+    fn now_ms(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
+}
+
+/// The settings, read from the Worker's vars by the core's table. The Worker is
+/// `authenticated` unless AUTH_MODE says otherwise.
+fn settings(env: &Env) -> Result<Settings, String> {
+    Settings::from_lookup_with_defaults(|v| var(env, v), &[("AUTH_MODE", "authenticated")])
 }
 
 thread_local! {
@@ -135,25 +149,23 @@ thread_local! {
     static ACCESS: RefCell<Option<(u64, Arc<Access>)>> = const { RefCell::new(None) };
 }
 
-/// Access control from the Worker's settings: AUTH_MODE (default authenticated), the secrets
-/// USERS (htpasswd, bcrypt) and TOKEN_SECRET (without it clients get a Basic challenge), GRANTS,
-/// TOKEN_TTL and MAX_LOGIN_FAILURES. A setting that does not parse is an error response,
-/// never an open registry.
-fn access(env: &Env) -> Result<Arc<Access>, String> {
-    let settings = [
-        var(env, "AUTH_MODE"),
+/// Access control from the settings and the secrets USERS (htpasswd, bcrypt), TOKEN_SECRET
+/// (without it clients get a Basic challenge) and GRANTS. A secret that does not parse is an
+/// error response, never an open registry.
+fn access(env: &Env, settings: &Settings) -> Result<Arc<Access>, String> {
+    let secrets = [
         secret(env, "USERS"),
         secret(env, "GRANTS"),
         secret(env, "TOKEN_SECRET"),
-        var(env, "TOKEN_TTL"),
-        var(env, "MAX_LOGIN_FAILURES"),
     ];
     let fingerprint = {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
-        for s in &settings {
-            h.update(s.as_deref().unwrap_or("\0unset").as_bytes());
-            h.update([0xff]);
+        h.update(format!("{settings:?}").as_bytes());
+        for s in &secrets {
+            let s = s.as_deref().unwrap_or("\0unset");
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
         }
         u64::from_le_bytes(h.finalize()[..8].try_into().unwrap_or_default())
     };
@@ -164,13 +176,14 @@ fn access(env: &Env) -> Result<Arc<Access>, String> {
     }) {
         return Ok(a);
     }
-    let [mode, users, grants, token_secret, ttl, failures] = settings;
-    let mode: Mode = mode.as_deref().unwrap_or("authenticated").parse()?;
+    let [users, grants, token_secret] = secrets;
     let accounts = Accounts {
         htpasswd: Htpasswd::parse(users.as_deref().unwrap_or_default())
             .map_err(|e| format!("USERS: {e}"))?,
-        grants: Grants::parse(grants.as_deref().unwrap_or_default())
-            .map_err(|e| format!("GRANTS: {e}"))?,
+        grants: match grants {
+            Some(g) => Grants::parse(&g).map_err(|e| format!("GRANTS: {e}"))?,
+            None => Grants::default(),
+        },
     };
     let key = match token_secret {
         Some(s) => {
@@ -178,48 +191,27 @@ fn access(env: &Env) -> Result<Arc<Access>, String> {
         }
         None => None,
     };
-    let mut a = Access::new(mode, accounts, key);
-    if let Some(t) = ttl.and_then(|t| t.parse().ok()) {
-        a = a.with_token_ttl(t);
-    }
-    if let Some(f) = failures.and_then(|f| f.parse().ok()) {
-        a = a.with_max_failures(f);
-    }
-    let a = Arc::new(a);
+    let a = Arc::new(
+        Access::new(settings.auth_mode, accounts, key)
+            .with_token_ttl(settings.token_ttl)
+            .with_max_failures(settings.max_login_failures),
+    );
     ACCESS.with_borrow_mut(|c| *c = Some((fingerprint, a.clone())));
     Ok(a)
 }
 
-/// A number from the Worker's vars, or `default`.
-fn num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
-    var(env, name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The registry over this Worker's R2 bucket and KV namespace, with its settings (vars
-/// CATALOG_CACHE_TTL, BASE_URL, MAX_UPLOAD_SESSIONS, UPLOAD_TTL, MAX_BLOB_SIZE, and those of
-/// [`access`]). The error is for the log only.
+/// The registry over this Worker's R2 bucket and KV namespace, with its settings. The error
+/// is for the log only.
 fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
+    let settings = settings(env).map_err(|e| format!("the settings are invalid: {e}"))?;
     let bucket = env.bucket("BUCKET").map_err(|e| e.to_string())?;
-    let storage = R2Storage::new(
-        bucket,
-        env.kv("CACHE").ok(),
-        num(env, "CATALOG_CACHE_TTL", 60),
-    );
-    let access = access(env).map_err(|e| format!("access control is misconfigured: {e}"))?;
-    let defaults = Config::default();
-    let config = Config {
-        base_url: var(env, "BASE_URL").unwrap_or_default(),
-        chunk_min_length: r2::PART_SIZE as u64,
-        now,
-        access,
-        max_upload_sessions: num(env, "MAX_UPLOAD_SESSIONS", defaults.max_upload_sessions),
-        upload_ttl: num(env, "UPLOAD_TTL", defaults.upload_ttl),
-        max_blob_size: num(env, "MAX_BLOB_SIZE", defaults.max_blob_size),
-        ..defaults
-    };
-    Ok(Registry::new(storage, config))
+    let storage = R2Storage::new(bucket, env.kv("CACHE").ok(), settings.catalog_cache_ttl);
+    let access =
+        access(env, &settings).map_err(|e| format!("access control is misconfigured: {e}"))?;
+    Ok(Registry::new(storage, settings)
+        .with_access(access)
+        .with_clock(Arc::new(DateClock))
+        .with_chunk_min_length(r2::PART_SIZE as u64))
 }
 
 #[event(fetch)]
@@ -237,14 +229,18 @@ pub async fn fetch(
             // The reason goes to the log only: it may quote a setting.
             worker::console_error!("{e}");
             let err = crate::Error::internal("the registry is misconfigured");
-            return from_core(crate::registry::error_response(&err));
+            return from_core(err.into_response());
         }
     };
-    let resp = registry.handle(to_core(&req)?).await;
-    if let Some(cause) = resp.extensions().get::<InternalCause>() {
-        worker::console_error!("{method} {path}: internal error: {}", cause.0);
+    let outcome = registry.handle(to_core(&req)?).await;
+    if let Some(cause) = outcome.response.extensions().get::<InternalCause>() {
+        worker::console_error!(
+            "{method} {path} ({}): internal error: {}",
+            outcome.op,
+            cause.0
+        );
     }
-    from_core(resp)
+    from_core(outcome.response)
 }
 
 /// The cron trigger (wrangler.toml `[triggers]`): expires stale upload sessions.
@@ -253,8 +249,8 @@ pub async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::S
     console_error_panic_hook::set_once();
     match registry(&env) {
         Ok(r) => match r.expire_uploads().await {
-            Ok(open) => worker::console_log!("upload sessions still open: {open}"),
-            Err(e) => worker::console_error!("expiring upload sessions failed: {e}"),
+            Ok((open, _events)) => worker::console_log!("upload sessions still open: {open}"),
+            Err(e) => worker::console_error!("expiring upload sessions failed: {}", e.cause()),
         },
         Err(e) => worker::console_error!("{e}"),
     }

@@ -25,9 +25,8 @@ use worker::{Bucket, Conditional, KvStore, Range, UploadedPart};
 
 use crate::body::{Body, BoxError, ByteStream};
 use crate::digest::{Algorithm, Digest};
-use crate::storage::{
-    keys::CATALOG_DIR, DirectPut, Storage, StorageError, StorageResult, UploadWriter,
-};
+use crate::repo::keys::CATALOG_DIR;
+use crate::storage::{DirectPut, Storage, StorageError, StorageResult, UploadWriter};
 
 /// The size of every multipart part but the last: 10 MiB, so 10,000 parts hold 100 GiB.
 pub const PART_SIZE: usize = 10 * 1024 * 1024;

@@ -13,7 +13,8 @@ use worker::{web_sys, ResponseBody};
 use super::{from_core, native_body, take_native, to_core};
 use crate::body::{Body, BoxError};
 use crate::digest::{Algorithm, Digest};
-use crate::registry::{Config, Registry};
+use crate::registry::Registry;
+use crate::settings::Settings;
 use crate::storage::memory::MemoryStorage;
 
 /// `len` bytes that do not repeat with any short period, so a dropped, doubled or reordered
@@ -435,7 +436,7 @@ async fn roundtrip(
         headers,
         body,
     );
-    web(from_core(registry.handle(to_core(&req).unwrap()).await).unwrap())
+    web(from_core(registry.handle(to_core(&req).unwrap()).await.response).unwrap())
 }
 
 fn js_header(resp: &web_sys::Response, name: &str) -> Option<String> {
@@ -444,7 +445,7 @@ fn js_header(resp: &web_sys::Response, name: &str) -> Option<String> {
 
 #[wasm_bindgen_test]
 async fn registry_through_the_adapter() {
-    let registry = Registry::new(MemoryStorage::new(), Config::default());
+    let registry = Registry::new(MemoryStorage::new(), Settings::default());
     let name = "demo/app";
 
     // Monolithic upload, then HEAD, GET and a range.

@@ -4,16 +4,16 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use edge_registry::registry::InternalCause;
+use edge_registry::error::InternalCause;
 use edge_registry::storage::memory::MemoryStorage;
-use edge_registry::{Body, Config, Registry};
+use edge_registry::{Body, Registry, Settings};
 use futures::executor::block_on;
 use http::{header, HeaderMap, Method, Request, StatusCode};
 
 pub type Reg = Registry<MemoryStorage>;
 
 pub fn registry() -> Reg {
-    Registry::new(MemoryStorage::new(), Config::default())
+    Registry::new(MemoryStorage::new(), Settings::default())
 }
 
 /// A response, read whole.
@@ -40,7 +40,7 @@ impl Answer {
 pub fn send(reg: &Reg, req: Request<Body>) -> Answer {
     let what = format!("{} {}", req.method(), req.uri());
     let head = req.method() == Method::HEAD;
-    let resp = block_on(reg.handle(req));
+    let resp = block_on(reg.handle(req)).response;
     let status = resp.status();
     let cause = resp.extensions().get::<InternalCause>().cloned();
     let (parts, body) = resp.into_parts();

@@ -1,0 +1,196 @@
+//! The domain layer: repositories over a [`Storage`]. It owns the key layout ([`keys`]), the
+//! manifest record, the order in which content and links are written, and the upload session's
+//! compare-and-set and claim ([`uploads`]). Handlers parse a request, call this, and build the
+//! response; every change made and every pull served is emitted as an [`Event`].
+//!
+//! Content is written before the links that make it visible: a crash in between leaves
+//! unreferenced bytes, never a dangling tag or link.
+
+pub mod keys;
+pub mod manifests;
+pub mod uploads;
+
+use bytes::Bytes;
+
+use crate::body::Body;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorCode};
+use crate::event::{Event, Events};
+use crate::manifest::Descriptor;
+use crate::names::Name;
+use crate::storage::Storage;
+
+pub use manifests::ManifestRecord;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Repositories, blobs, manifests, tags, referrers and upload sessions over a [`Storage`].
+pub struct Store<S> {
+    storage: S,
+}
+
+impl<S: Storage> Store<S> {
+    pub fn new(storage: S) -> Self {
+        Store { storage }
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.storage.get(key).await?.is_some())
+    }
+
+    /// Writes an empty marker object unless it is there already.
+    async fn ensure(&self, key: &str) -> Result<()> {
+        if !self.exists(key).await? {
+            self.storage.put(key, Bytes::new()).await?;
+        }
+        Ok(())
+    }
+
+    // ---- repositories ---------------------------------------------------------------------
+
+    /// Whether the repository has ever received content.
+    pub async fn repository_exists(&self, name: &Name) -> Result<bool> {
+        self.exists(&keys::catalog_entry(name)).await
+    }
+
+    /// Every repository's name, sorted. The catalog is the one listing that may be a little
+    /// stale (the Worker caches it).
+    pub async fn repositories(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .storage
+            .list(keys::CATALOG_DIR)
+            .await?
+            .iter()
+            .map(|e| keys::catalog_name(e))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn add_to_catalog(&self, name: &Name) -> Result<()> {
+        self.ensure(&keys::catalog_entry(name)).await
+    }
+
+    // ---- blobs ----------------------------------------------------------------------------
+
+    /// Whether the blob is linked into the repository.
+    pub async fn blob_linked(&self, name: &Name, digest: &Digest) -> Result<bool> {
+        self.exists(&keys::blob_link(name, digest)).await
+    }
+
+    /// The size of a blob linked into the repository, or `None` (not linked, or not stored).
+    pub async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<Option<u64>> {
+        if !self.blob_linked(name, digest).await? {
+            return Ok(None);
+        }
+        Ok(self.storage.blob_size(digest).await?)
+    }
+
+    /// `len` bytes of a blob from `start`, emitting a pull.
+    pub async fn read_blob(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+        events: &mut Events,
+    ) -> Result<Option<Body>> {
+        let body = self.storage.blob_read(digest, start, len).await?;
+        if body.is_some() {
+            events.push(Event::BlobPulled {
+                repo: name.clone(),
+                digest: digest.clone(),
+                size: len,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Links a stored blob into the repository (and the repository into the catalog).
+    async fn link_blob(&self, name: &Name, digest: &Digest) -> Result<()> {
+        self.ensure(&keys::blob_link(name, digest)).await?;
+        self.add_to_catalog(name).await
+    }
+
+    /// A blob was stored by an upload: links it, emitting a push.
+    pub async fn blob_stored(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        size: u64,
+        events: &mut Events,
+    ) -> Result<()> {
+        self.link_blob(name, digest).await?;
+        events.push(Event::BlobPushed {
+            repo: name.clone(),
+            digest: digest.clone(),
+            size,
+        });
+        Ok(())
+    }
+
+    /// Links a blob of `from` into `name` without copying it, if `from` has it; `false` when
+    /// it cannot be mounted.
+    pub async fn mount_blob(
+        &self,
+        name: &Name,
+        from: &Name,
+        digest: &Digest,
+        events: &mut Events,
+    ) -> Result<bool> {
+        let Some(size) = self.blob_size(from, digest).await? else {
+            return Ok(false);
+        };
+        self.link_blob(name, digest).await?;
+        events.push(Event::BlobMounted {
+            repo: name.clone(),
+            from: from.clone(),
+            digest: digest.clone(),
+            size,
+        });
+        Ok(true)
+    }
+
+    /// Unlinks a blob from the repository; BLOB_UNKNOWN when it is not linked.
+    pub async fn unlink_blob(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        events: &mut Events,
+    ) -> Result<()> {
+        let key = keys::blob_link(name, digest);
+        if !self.exists(&key).await? {
+            return Err(Error::new(ErrorCode::BlobUnknown)
+                .with_detail(serde_json::json!({ "digest": digest.to_string() })));
+        }
+        self.storage.delete(&key).await?;
+        events.push(Event::BlobDeleted {
+            repo: name.clone(),
+            digest: digest.clone(),
+        });
+        Ok(())
+    }
+
+    // ---- referrers ------------------------------------------------------------------------
+
+    /// The descriptors of the manifests whose subject is `subject`, sorted by digest.
+    pub async fn referrers(&self, name: &Name, subject: &Digest) -> Result<Vec<Descriptor>> {
+        let dir = keys::referrers_dir(name, subject);
+        let mut out: Vec<Descriptor> = Vec::new();
+        for entry in self.storage.list(&dir).await? {
+            let Some(raw) = self.storage.get(&format!("{dir}/{entry}")).await? else {
+                continue;
+            };
+            // A record that does not parse (none should) is left out, not a failure of the list.
+            if let Ok(desc) = serde_json::from_slice::<Descriptor>(&raw) {
+                out.push(desc);
+            }
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+}
