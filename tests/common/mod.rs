@@ -1,10 +1,48 @@
-//! Test harness: a real registry server speaking HTTP on 127.0.0.1.
+//! Test harness: the registry under test, in process or as a real server speaking HTTP on
+//! 127.0.0.1, and the one client the tests talk to it with ([`client`]); the content they push
+//! ([`content`]); test images for the container tools ([`image`]).
 //!
-//! By default each test starts its own native server (`edge-registry serve`) on a free port
-//! with a fresh storage folder, and stops it by its PID. With `EDGE_REGISTRY_URL` set, tests
-//! run against that server instead (e.g. `wrangler dev`), and tests that must restart the
-//! server skip nothing but use [`Server::native`] explicitly.
+//! Over HTTP, by default each test starts its own native server (`edge-registry serve`) on a
+//! free port with a fresh storage folder, and stops it by its PID. With `EDGE_REGISTRY_URL`
+//! set, tests run against that server instead (e.g. `wrangler dev`), and tests that must
+//! restart the server skip nothing but use [`Server::native`] explicitly.
 #![allow(dead_code)]
+
+pub mod client;
+pub mod content;
+pub mod image;
+
+#[allow(unused_imports)]
+pub use client::{block_on, in_process, Client, Options, Response, Target, Transport};
+#[allow(unused_imports)]
+pub use content::sha256;
+
+/// One test per transport of the test body `async fn $name(t: Transport)`: `$name::in_process`
+/// and `$name::http`. A `#[tokio::test(..)]` attribute before the name replaces the default.
+#[macro_export]
+macro_rules! both_transports {
+    (#[$test:meta] $name:ident) => {
+        mod $name {
+            use $crate::common::Transport;
+
+            #[$test]
+            async fn in_process() {
+                super::$name(Transport::InProcess).await
+            }
+
+            #[$test]
+            async fn http() {
+                super::$name(Transport::Http).await
+            }
+        }
+    };
+    ($name:ident) => {
+        $crate::both_transports!(
+            #[tokio::test]
+            $name
+        );
+    };
+}
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -39,10 +77,16 @@ pub fn write_accounts(dir: &Path, users: &[(&str, &str)]) {
 /// external server (`EDGE_REGISTRY_URL`) if `EDGE_REGISTRY_AUTH_MODE` names this mode, else a
 /// fresh native one.
 pub fn auth_server(mode: &str) -> (Server, tempfile::TempDir) {
-    if std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode) {
+    if external_auth_mode(mode) {
         return (Server::start(), tempfile::tempdir().expect("tempdir"));
     }
     native_auth_server(mode, &[])
+}
+
+/// Whether the external server (`EDGE_REGISTRY_URL`) runs in access `mode`, as
+/// `EDGE_REGISTRY_AUTH_MODE` says.
+pub fn external_auth_mode(mode: &str) -> bool {
+    std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode)
 }
 
 /// A fresh native server in access `mode` with the fixture users and grants, and extra `serve`
@@ -67,6 +111,7 @@ pub fn native_auth_server(mode: &str, extra: &[&str]) -> (Server, tempfile::Temp
 pub struct Server {
     pub url: String,
     child: Option<Child>,
+    /// The storage folder, when the server owns it.
     root: Option<tempfile::TempDir>,
 }
 
@@ -237,9 +282,4 @@ pub fn repo(prefix: &str) -> String {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).unwrap();
     format!("{prefix}-{}", hex::encode(b))
-}
-
-/// sha256 digest string of `data`.
-pub fn sha256(data: &[u8]) -> String {
-    edge_registry::digest::Digest::of(edge_registry::digest::Algorithm::Sha256, data).to_string()
 }
