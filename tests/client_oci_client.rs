@@ -12,7 +12,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use common::{repo, sha256, Server};
+use common::content::{self, sha256};
+use common::{repo, Server};
 use futures_util::{stream, StreamExt};
 use oci_client::client::{
     linux_amd64_resolver, BlobResponse, ClientConfig, ClientProtocol, Config, ImageLayer,
@@ -52,18 +53,9 @@ fn digest_ref(server: &Server, repository: &str, digest: &str) -> Reference {
     Reference::with_digest(server.host(), repository.to_string(), digest.to_string())
 }
 
-/// Deterministic, incompressible-looking bytes (xorshift64*).
+/// Deterministic, incompressible-looking bytes.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    content::range(seed, 0, len)
 }
 
 /// Canonical JSON (sorted keys, no whitespace), as oci-client serializes manifests, so the
