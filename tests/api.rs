@@ -28,16 +28,10 @@ async fn base_endpoint_and_api_version_header(t: Transport) {
         r.header("docker-distribution-api-version"),
         Some("registry/2.0")
     );
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "UNSUPPORTED".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "UNSUPPORTED");
     let r = c.post("/v2/").send().await;
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED".into())
-    );
+    r.expect_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
 }
 both_transports!(base_endpoint_and_api_version_header);
 
@@ -93,15 +87,9 @@ async fn monolithic_blob_upload_get_head_range_delete(t: Transport) {
     let r = c.delete(&blob).send().await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = c.get(&blob).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "BLOB_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
     let r = c.delete(&blob).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "BLOB_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
 }
 both_transports!(monolithic_blob_upload_get_head_range_delete);
 
@@ -115,10 +103,7 @@ async fn monolithic_upload_with_wrong_digest_is_rejected(t: Transport) {
         .body(&b"hello"[..])
         .send()
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::BAD_REQUEST, "DIGEST_INVALID".into())
-    );
+    r.expect_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
     let r = c.head(&format!("/v2/{name}/blobs/{d}")).send().await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
@@ -166,13 +151,7 @@ async fn chunked_upload_with_status_out_of_order_and_final_chunk(t: Transport) {
         .send()
         .await;
     assert_eq!(r.header("range"), Some("0-999999"));
-    assert_eq!(
-        r.status_code(),
-        (
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UPLOAD_INVALID".into()
-        )
-    );
+    r.expect_error(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID");
 
     // A streamed chunk without Content-Range.
     let r = c
@@ -200,10 +179,7 @@ async fn chunked_upload_with_status_out_of_order_and_final_chunk(t: Transport) {
 
     // The session is gone.
     let r = c.get(&loc).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
 }
 both_transports!(chunked_upload_with_status_out_of_order_and_final_chunk);
 
@@ -245,15 +221,9 @@ async fn cancel_upload(t: Transport) {
     let r = c.delete(&loc).send().await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = c.get(&loc).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     let r = c.delete(&loc).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
 }
 both_transports!(cancel_upload);
 
@@ -317,10 +287,7 @@ async fn manifests_by_tag_and_digest(t: Transport) {
     let r = c
         .put_manifest(&name, &wrong, OCI_MANIFEST, body.clone())
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::BAD_REQUEST, "DIGEST_INVALID".into())
-    );
+    r.expect_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
 
     // A manifest whose blobs are not in the repository.
     let missing = content::image_manifest(
@@ -330,10 +297,7 @@ async fn manifests_by_tag_and_digest(t: Transport) {
     let r = c
         .put_manifest(&name, "bad", OCI_MANIFEST, content::to_bytes(&missing))
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
 
     // Unknown references.
     for reference in ["nope", wrong.as_str()] {
@@ -341,10 +305,7 @@ async fn manifests_by_tag_and_digest(t: Transport) {
             .get(&format!("/v2/{name}/manifests/{reference}"))
             .send()
             .await;
-        assert_eq!(
-            r.status_code(),
-            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
-        );
+        r.expect_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     }
 
     // Oversized manifests get 413.
@@ -384,10 +345,7 @@ async fn docker_media_types_and_indexes(t: Transport) {
     let r = c
         .put_manifest(&name, "multi", DOCKER_LIST, list(&sha256(b"nope")))
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
     let r = c.put_manifest(&name, "multi", DOCKER_LIST, list(&md)).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let r = c.get(&format!("/v2/{name}/manifests/multi")).send().await;
@@ -410,10 +368,7 @@ async fn docker_media_types_and_indexes(t: Transport) {
 
     // Content-Type and mediaType must agree.
     let r = c.put_manifest(&name, "mismatch", OCI_MANIFEST, mb).await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID".into())
-    );
+    r.expect_error(StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
 }
 both_transports!(docker_media_types_and_indexes);
 
@@ -434,20 +389,14 @@ async fn delete_tag_and_manifest(t: Transport) {
     let r = c.get(&manifest("b")).send().await;
     assert_eq!(r.status, StatusCode::OK);
     let r = c.delete(&manifest("a")).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
 
     // Deleting by digest removes the manifest and the tags that point at it.
     let r = c.delete(&manifest(&d)).send().await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     for reference in ["b", d.as_str()] {
         let r = c.get(&manifest(reference)).send().await;
-        assert_eq!(
-            r.status_code(),
-            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
-        );
+        r.expect_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     }
     let r = c.get(&format!("/v2/{name}/tags/list")).send().await;
     assert_eq!(r.json()["tags"], json!([]));
@@ -460,10 +409,7 @@ async fn tags_list_pagination(t: Transport) {
     let name = repo("tags");
     let list = |query: &str| format!("/v2/{name}/tags/list{query}");
     let r = c.get(&list("")).send().await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
-    );
+    r.expect_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
 
     let (body, _) = c.push_image(&name, "v0", b"x", json!({})).await;
     let tags = ["v0", "1.0", "v10", "v2", "Latest", "_under", "a-b"];

@@ -118,10 +118,7 @@ async fn anonymous_pull_mode_lets_anyone_pull_and_only_users_push(t: Transport) 
         .delete(&format!("/v2/{name}/manifests/{digest}"))
         .send()
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED".into())
-    );
+    r.expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
 
     // An anonymous token carries pull only, whatever it asked for.
     let scope = format!("repository:{name}:pull,push");
@@ -248,11 +245,11 @@ async fn authenticated_mode_grants_per_repository_prefix(t: Transport) {
         .post(&format!("/v2/{shared}/blobs/uploads/"))
         .send()
         .await;
-    assert_eq!(r.status_code(), (StatusCode::FORBIDDEN, "DENIED".into()));
+    r.expect_error(StatusCode::FORBIDDEN, "DENIED");
     let r = bob.get(&format!("/v2/{shared}/tags/list")).send().await;
     assert_eq!(r.status, StatusCode::OK);
     let r = bob.get(&format!("/v2/{theirs}/tags/list")).send().await;
-    assert_eq!(r.status_code(), (StatusCode::FORBIDDEN, "DENIED".into()));
+    r.expect_error(StatusCode::FORBIDDEN, "DENIED");
     let r = bob.delete(&format!("/v2/{mine}/manifests/v1")).send().await;
     assert_eq!(r.status_code().0, StatusCode::FORBIDDEN);
 
@@ -279,7 +276,7 @@ async fn authenticated_mode_grants_per_repository_prefix(t: Transport) {
         .bearer_auth(&token)
         .send()
         .await;
-    assert_eq!(r.status_code(), (StatusCode::FORBIDDEN, "DENIED".into()));
+    r.expect_error(StatusCode::FORBIDDEN, "DENIED");
     let r = c
         .post(&format!("/v2/{mine}/blobs/uploads/"))
         .bearer_auth(&token)
@@ -344,21 +341,17 @@ async fn read_only_mode_serves_pulls_and_denies_every_write(t: Transport) {
         assert_eq!(sha256(&r.body), digest);
     } else {
         // Pulling is allowed: the answer is about the manifest, not about access.
-        assert_eq!(
-            r.status_code(),
-            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
-        );
+        r.expect_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     }
     for who in [None, Some(ALICE)] {
         let c = as_who(&s, who);
         let (status, _) = push(&c, &name, "v2").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         let r = c.delete(&format!("/v2/{name}/manifests/v1")).send().await;
-        assert_eq!(r.status_code(), (StatusCode::FORBIDDEN, "DENIED".into()));
+        r.expect_error(StatusCode::FORBIDDEN, "DENIED");
     }
     let r = c.post(&format!("/v2/{name}/blobs/uploads/")).send().await;
-    let (status, code) = r.status_code();
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    r.expect_error(StatusCode::FORBIDDEN, "DENIED");
 }
 both_transports!(read_only_mode_serves_pulls_and_denies_every_write);
 
@@ -376,10 +369,7 @@ async fn failed_logins_are_rate_limited_per_client(t: Transport) {
     // Now even the right password waits, on the API and at the token endpoint.
     let r = s.user(ALICE).get("/v2/").send().await;
     assert!(r.header("retry-after").is_some());
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
-    );
+    r.expect_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
     let r = s.user(ALICE).token(&[]).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }

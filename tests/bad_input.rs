@@ -371,6 +371,7 @@ fn parse_response(mut raw: &[u8], method: &str, path: &str) -> Result<Response, 
             path: path.to_string(),
             status: StatusCode::from_u16(status).map_err(|e| e.to_string())?,
             headers: map,
+            cause: None,
             body: Bytes::from(body),
         });
     }

@@ -344,6 +344,16 @@ struct Chunk {
 }
 
 impl BlobPush {
+    /// A push of `len` bytes of the content of `seed`, not tried yet.
+    fn new(seed: u64, len: usize) -> BlobPush {
+        BlobPush {
+            seed,
+            len,
+            created: false,
+            session: None,
+        }
+    }
+
     fn data(&self) -> Bytes {
         content::bytes(self.seed, self.len)
     }
@@ -364,12 +374,7 @@ async fn monolithic_pusher(
         } else {
             rng.range(MIB as u64, 3 * MIB as u64) as usize
         };
-        let mut push = BlobPush {
-            seed: rng.next(),
-            len,
-            created: false,
-            session: None,
-        };
+        let mut push = BlobPush::new(rng.next(), len);
         let data = push.data();
         let d = sha256(&data);
         let mut req = http.post(&format!("/v2/{name}/blobs/uploads/?digest={d}"));
@@ -406,12 +411,7 @@ async fn chunked_pusher(http: Client, name: String, mut rng: Rng, killed: Killed
     let mut pushed = Vec::new();
     loop {
         let len = rng.range(MIB as u64 + 1, 3 * MIB as u64 + MIB as u64 / 2) as usize;
-        let mut push = BlobPush {
-            seed: rng.next(),
-            len,
-            created: false,
-            session: None,
-        };
+        let mut push = BlobPush::new(rng.next(), len);
         let data = push.data();
         let d = sha256(&data);
         let r = match http
@@ -1124,10 +1124,7 @@ async fn crash_between_upload_commit_and_session_end() {
             "retried PUT: {status} {code}"
         );
     } else {
-        assert_eq!(
-            r.status_code(),
-            (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-        );
+        r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     }
     // Either way the blob can be pushed (again) and is intact.
     http.push_blob(&name, data.clone()).await;

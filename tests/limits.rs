@@ -66,10 +66,7 @@ async fn open_upload_sessions_are_bounded() {
     }
     let r = open_session(&c, &name).await;
     assert!(r.header("retry-after").is_some());
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
-    );
+    r.expect_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
     // A monolithic upload opens no session: it still works at the bound.
     let data = b"monolithic at the bound";
     let r = c
@@ -148,10 +145,7 @@ async fn idle_sessions_expire_and_their_data_goes() {
     }
     for l in [&session, &quiet] {
         let r = c.get(l).send().await;
-        assert_eq!(
-            r.status_code(),
-            (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-        );
+        r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     }
     if !external() {
         let root = s.root().unwrap();
@@ -195,10 +189,7 @@ async fn blobs_are_bounded_in_size() {
         .body(big.clone())
         .send()
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID".into())
-    );
+    r.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
     // In chunks: the chunk that crosses the limit is refused, the session stays usable.
     let r = open_session(&c, &name).await;
     let session = r.location();
@@ -216,10 +207,7 @@ async fn blobs_are_bounded_in_size() {
         .body(big[half..].to_vec())
         .send()
         .await;
-    assert_eq!(
-        r.status_code(),
-        (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID".into())
-    );
+    r.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
     let exact = &big[..1048576];
     let r = c
         .put(&with_digest(&session, &sha256(exact)))

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use edge_registry::auth::{Access, Accounts, ClientAddr, Grants, Htpasswd, Mode, TokenKey};
 use edge_registry::body::ByteStream;
+use edge_registry::registry::InternalCause;
 use edge_registry::storage::memory::MemoryStorage;
 use edge_registry::{Body, Config, Registry};
 use futures_util::StreamExt;
@@ -826,6 +827,7 @@ impl RequestBuilder {
                     path,
                     status: r.status(),
                     headers: r.headers().clone(),
+                    cause: None,
                     body: Box::pin(
                         r.bytes_stream()
                             .map(|c| c.map_err(|e| Box::new(e) as edge_registry::body::BoxError)),
@@ -883,6 +885,7 @@ async fn in_process_exchange(
         path,
         status: parts.status,
         headers: parts.headers,
+        cause: parts.extensions.get::<InternalCause>().map(|c| c.0.clone()),
         body: body.into_stream(),
     })
 }
@@ -895,6 +898,8 @@ pub struct StreamingResponse {
     pub path: String,
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// In process, the cause of a 5xx (which only goes to the log).
+    pub cause: Option<String>,
     pub body: ByteStream,
 }
 
@@ -910,6 +915,7 @@ impl StreamingResponse {
             path: self.path,
             status: self.status,
             headers: self.headers,
+            cause: self.cause,
             body: buf.freeze(),
         })
     }
@@ -923,6 +929,8 @@ pub struct Response {
     pub path: String,
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// In process, the cause of a 5xx (which only goes to the log).
+    pub cause: Option<String>,
     pub body: Bytes,
 }
 
@@ -941,9 +949,13 @@ impl Response {
             .to_string()
     }
 
-    /// The body as text (lossy).
+    /// The body as text (lossy), and the cause of a 5xx where it is known.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        let text = String::from_utf8_lossy(&self.body).into_owned();
+        match &self.cause {
+            Some(cause) => format!("{text} (cause: {cause})"),
+            None => text,
+        }
     }
 
     /// The body as JSON, which it must be.
@@ -987,6 +999,19 @@ impl Response {
             );
         }
         (self.status, code)
+    }
+
+    /// Asserts that this is the error `status` with the code `code` (see
+    /// [`Response::status_code`]).
+    pub fn expect_error(&self, status: StatusCode, code: &str) -> &Response {
+        assert_eq!(
+            self.status_code(),
+            (status, code.to_string()),
+            "{} {}",
+            self.method,
+            self.path
+        );
+        self
     }
 
     /// Asserts the status (the body is in the message).
