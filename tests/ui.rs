@@ -208,11 +208,6 @@ impl Push {
     }
 }
 
-/// Deterministic bytes, so digests and screenshots are the same on every run.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    content::range(seed, 0, len)
-}
-
 fn total(config: &Value, layers: &[Value]) -> u64 {
     config["size"].as_u64().unwrap()
         + layers
@@ -234,7 +229,7 @@ async fn push_fixtures(server: &Server) -> Value {
     };
 
     // demo/webapp: three OCI images sharing a base layer; `latest` is 1.1.0.
-    let base = bytes(1, 2_811_392);
+    let base = content::range(1, 0, 2_811_392);
     let versions = [
         ("1.0.0", "2024-02-01T08:15:00Z", 412_331, vec!["1.0.0"]),
         (
@@ -252,7 +247,7 @@ async fn push_fixtures(server: &Server) -> Value {
     ];
     let mut webapp_images = Vec::new();
     for (i, (version, created, app_size, tags)) in versions.iter().enumerate() {
-        let app = bytes(10 + i as u64, *app_size);
+        let app = content::range(10 + i as u64, 0, *app_size);
         let (desc, config, layers) = p
             .image(
                 &webapp,
@@ -305,7 +300,7 @@ async fn push_fixtures(server: &Server) -> Value {
     // older single-platform Docker schema 2 image (2.9.0).
     let mut children = Vec::new();
     for (i, arch) in ["amd64", "arm64/v8"].iter().enumerate() {
-        let layer = bytes(20 + i as u64, 1_234_567 - i * 54_563);
+        let layer = content::range(20 + i as u64, 0, 1_234_567 - i * 54_563);
         let (desc, config, layers) = p
             .image(
                 &cli,
@@ -343,7 +338,7 @@ async fn push_fixtures(server: &Server) -> Value {
     for tag in ["3.2.1", "3.2", "latest"] {
         index_desc = p.manifest(&cli, Some(tag), &index).await;
     }
-    let legacy_layer = bytes(30, 987_654);
+    let legacy_layer = content::range(30, 0, 987_654);
     let (legacy, legacy_config, legacy_layers) = p
         .image(
             &cli,
