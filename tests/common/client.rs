@@ -93,9 +93,9 @@ impl Options {
         }
     }
 
-    /// A native server with these options storing into `root`; the account files go into
+    /// The `serve` arguments for these options; the account files are written into
     /// `accounts`.
-    fn native_server(&self, root: &std::path::Path, accounts: &std::path::Path) -> Server {
+    pub fn serve_args(&self, accounts: &std::path::Path) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         if self.mode != "open" || self.users {
             args.extend(["--auth".into(), self.mode.into()]);
@@ -114,8 +114,7 @@ impl Options {
         if let Some(n) = self.max_login_failures {
             args.extend(["--max-login-failures".into(), n.to_string()]);
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::native_at_with(root, &args)
+        args
     }
 }
 
@@ -225,10 +224,8 @@ impl Target {
         match t {
             Transport::InProcess => in_process_with(options, MemoryStorage::new()),
             Transport::Http => {
-                let root = tempfile::tempdir().expect("tempdir");
                 let accounts = tempfile::tempdir().expect("tempdir");
-                let mut server = options.native_server(root.path(), accounts.path());
-                server.root = Some(root);
+                let server = Server::native_with_options(&options, accounts.path());
                 Target {
                     client: Client::of(&server),
                     backend: Backend::Http {
@@ -260,7 +257,8 @@ impl Target {
                 let root = server.root.take().expect("a registry of its own");
                 server.stop();
                 let accounts = tempfile::tempdir().expect("tempdir");
-                let mut server = options.native_server(root.path(), accounts.path());
+                let mut server =
+                    Server::native_at_with_options(root.path(), &options, accounts.path());
                 server.root = Some(root);
                 Target {
                     client: Client::of(&server),

@@ -8,6 +8,10 @@
 //! restart the server skip nothing but use [`Server::native`] explicitly.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
 pub mod client;
 pub mod content;
 pub mod image;
@@ -44,10 +48,6 @@ macro_rules! both_transports {
     };
 }
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
 /// Test fixtures only: the users every auth test (and the Worker run of them) knows.
 pub const ALICE: (&str, &str) = ("alice", "alice-test-password");
 pub const BOB: (&str, &str) = ("bob", "bob-test-password");
@@ -76,36 +76,20 @@ pub fn write_accounts(dir: &Path, users: &[(&str, &str)]) {
 /// A server in access `mode` with the fixture users, and the folder of their files: the
 /// external server (`EDGE_REGISTRY_URL`) if `EDGE_REGISTRY_AUTH_MODE` names this mode, else a
 /// fresh native one.
-pub fn auth_server(mode: &str) -> (Server, tempfile::TempDir) {
-    if external_auth_mode(mode) {
-        return (Server::start(), tempfile::tempdir().expect("tempdir"));
-    }
-    native_auth_server(mode, &[])
+pub fn auth_server(mode: &'static str) -> (Server, tempfile::TempDir) {
+    let accounts = tempfile::tempdir().expect("tempdir");
+    let server = if external_auth_mode(mode) {
+        Server::start()
+    } else {
+        Server::native_with_options(&Options::mode(mode), accounts.path())
+    };
+    (server, accounts)
 }
 
 /// Whether the external server (`EDGE_REGISTRY_URL`) runs in access `mode`, as
 /// `EDGE_REGISTRY_AUTH_MODE` says.
 pub fn external_auth_mode(mode: &str) -> bool {
     std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode)
-}
-
-/// A fresh native server in access `mode` with the fixture users and grants, and extra `serve`
-/// arguments; and the folder of the account files (rewrite them to rotate credentials).
-pub fn native_auth_server(mode: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_accounts(dir.path(), &[ALICE, BOB]);
-    let h = dir.path().join("htpasswd");
-    let g = dir.path().join("grants");
-    let mut args = vec![
-        "--auth",
-        mode,
-        "--htpasswd",
-        h.to_str().unwrap(),
-        "--grants",
-        g.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    (Server::native_with(&args), dir)
 }
 
 pub struct Server {
@@ -156,6 +140,22 @@ impl Server {
         let mut s = Server::native_at_with(root.path(), args);
         s.root = Some(root);
         s
+    }
+
+    /// A fresh native server started with `options`; the account files go into `accounts`.
+    pub fn native_with_options(options: &Options, accounts: &Path) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::native_at_with_options(root.path(), options, accounts);
+        s.root = Some(root);
+        s
+    }
+
+    /// A native server storing into `root`, started with `options`; the account files go
+    /// into `accounts`.
+    pub fn native_at_with_options(root: &Path, options: &Options, accounts: &Path) -> Server {
+        let args = options.serve_args(accounts);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::native_at_with(root, &args)
     }
 
     /// A native server storing into `root`, with extra `serve` arguments.
