@@ -1,6 +1,6 @@
 //! Test harness: the registry under test, in process or as a real server speaking HTTP on
-//! 127.0.0.1, and the one client the tests talk to it with ([`client`]); the content they push
-//! ([`content`]); test images for the container tools ([`image`]).
+//! 127.0.0.1 ([`target`]), the one client the tests talk to it with ([`client`]), the content
+//! they push ([`content`]), and test images for the container tools ([`image`]).
 //!
 //! Over HTTP, by default each test starts its own native server (`edge-registry serve`) on a
 //! free port with a fresh storage folder, and stops it by its PID. With `EDGE_REGISTRY_URL`
@@ -15,11 +15,14 @@ use std::process::{Child, Command, Stdio};
 pub mod client;
 pub mod content;
 pub mod image;
+pub mod target;
 
 #[allow(unused_imports)]
-pub use client::{block_on, in_process, Client, Options, Response, Target, Transport};
+pub use client::{block_on, Client, Response};
 #[allow(unused_imports)]
 pub use content::sha256;
+#[allow(unused_imports)]
+pub use target::{in_process, Options, Target, Transport};
 
 /// One test per transport of the test body `async fn $name(t: Transport)`: `$name::in_process`
 /// and `$name::http`. A `#[tokio::test(..)]` attribute before the name replaces the default.
