@@ -1,11 +1,15 @@
-//! Malformed input over real HTTP: every row of the table sends one bad (or borderline) request
-//! and checks the status, the spec's JSON error body `{"errors":[{"code":..,"message":..}]}`
-//! and its code, never a 5xx, and that the server keeps serving afterwards.
+//! Malformed input: every row of the table sends one bad (or borderline) request and checks
+//! the status, the spec's JSON error body `{"errors":[{"code":..,"message":..}]}` and its code,
+//! never a 5xx, and that the registry keeps serving afterwards. The table runs in process
+//! (`name::in_process`) and over HTTP (`name::http`).
 //!
-//! Most rows go through reqwest. Rows whose path a URL parser would normalise (`..`, `%2e%2e`)
-//! or whose framing reqwest cannot express (chunked bodies that end early, a declared length
-//! that the body does not meet) are written by hand over a TCP socket (`.raw()`), so the bytes
-//! the server sees are exactly the bytes in the table.
+//! Over HTTP, most rows go through the test client. Rows whose path a URL parser would
+//! normalise (`..`, `%2e%2e`) or whose framing the client cannot express (chunked bodies that
+//! end early, a declared length that the body does not meet) are written by hand over a TCP
+//! socket (`.raw()`), so the bytes the server sees are exactly the bytes in the table. In
+//! process, every row goes to `Registry::handle` as the native server would hand it over: the
+//! path as it is, and the framing turned into the body stream hyper would make of it (one that
+//! fails where the client stopped sending). The tests of malformed HTTP itself are HTTP only.
 //!
 //! The tests at the end (`spec_*`) pin behaviour the server gets wrong at the time of writing;
 //! each says what the spec (or RFC 9110, which it defers to) wants.
@@ -14,17 +18,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{repo, sha256, Server};
-use reqwest::{Client, Method};
+use bytes::Bytes;
+use common::client::{RequestBuilder, Response};
+use common::content::{descriptor_of, sha256, sha512, OCI_CONFIG, OCI_INDEX, OCI_LAYER};
+use common::content::{DOCKER_MANIFEST, OCI_MANIFEST};
+use common::{repo, Client, Server, Target, Transport};
+use edge_registry::body::{BoxError, ByteStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 /// Every request must be answered within this long; a hang is a failure, not a stuck test.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -165,145 +169,80 @@ impl Row {
     }
 }
 
-/// An answer, whichever way it came.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    /// Names in lowercase.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// Sends a row to the registry under test, and reads the answer.
+async fn send(s: &Target, r: &Row) -> Result<Response, String> {
+    match s.server() {
+        Some(server) if r.raw => send_raw(&server.host(), r).await,
+        Some(server) => {
+            let url = reqwest::Url::parse(&format!("{}{}", server.url, r.path)).unwrap();
+            let sent = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
+            };
+            assert_eq!(
+                sent, r.path,
+                "the client would not send this path as it is; mark the row .raw()"
+            );
+            assert_eq!(
+                r.framing,
+                Framing::Length,
+                "only raw rows choose their framing"
+            );
+            request(&s.client(), r).try_send().await
+        }
+        None => request(&s.client(), r).try_send().await,
+    }
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+/// A row as a request of the test client, its framing as the body a server makes of it.
+fn request(c: &Client, r: &Row) -> RequestBuilder {
+    let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+    let mut b = c.request(method, &r.path).timeout(TIMEOUT);
+    for (k, v) in &r.headers {
+        b = b.header(k, v);
     }
-
-    fn text(&self) -> String {
-        short(&String::from_utf8_lossy(&self.body))
+    let body = Bytes::from(r.body.clone());
+    match r.framing {
+        Framing::Length if !body.is_empty() || matches!(r.method, "PATCH" | "POST" | "PUT") => {
+            b.body(body)
+        }
+        Framing::Length => b,
+        Framing::Chunked => b.stream(pieces(body, None)),
+        Framing::ChunkedEndsEarly => b.stream(pieces(body, Some("the client stopped sending"))),
+        Framing::Declared(n) if (body.len() as u64) < n => b.header("Content-Length", n).stream(
+            pieces(body, Some("the body ended before its Content-Length")),
+        ),
+        // The bytes past the declared length are not part of the request.
+        Framing::Declared(n) => b.header("Content-Length", n).body(body.slice(..n as usize)),
+        Framing::Verbatim => {
+            let chunked = r
+                .headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+            assert!(chunked, "in process, a verbatim body must be chunked");
+            let (data, error) = match dechunk(&body) {
+                Ok(data) => (data, None),
+                Err(_) => (Vec::new(), Some("bad chunked encoding")),
+            };
+            b.stream(pieces(Bytes::from(data), error))
+        }
     }
 }
 
-struct Ctx {
-    c: Client,
-    base: String,
-    host: String,
-}
-
-impl Ctx {
-    fn new(server: &Server) -> Ctx {
-        Ctx {
-            c: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(TIMEOUT)
-                .build()
-                .unwrap(),
-            base: server.url.clone(),
-            host: server.host(),
-        }
+/// `body` as a stream of 64 KiB pieces, failing with `error` at its end if given.
+fn pieces(body: Bytes, error: Option<&'static str>) -> ByteStream {
+    let mut items: Vec<Result<Bytes, BoxError>> = (0..body.len())
+        .step_by(64 * 1024)
+        .map(|at| Ok(body.slice(at..(at + 64 * 1024).min(body.len()))))
+        .collect();
+    if let Some(e) = error {
+        items.push(Err(e.into()));
     }
-
-    async fn send(&self, r: &Row) -> Result<Reply, String> {
-        if r.raw {
-            send_raw(&self.host, r).await
-        } else {
-            self.send_reqwest(r).await
-        }
-    }
-
-    async fn send_reqwest(&self, r: &Row) -> Result<Reply, String> {
-        let url = reqwest::Url::parse(&format!("{}{}", self.base, r.path)).unwrap();
-        let sent = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        assert_eq!(
-            sent, r.path,
-            "reqwest would not send this path as it is; mark the row .raw()"
-        );
-        assert_eq!(
-            r.framing,
-            Framing::Length,
-            "only raw rows choose their framing"
-        );
-        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let mut b = self.c.request(method, url);
-        for (k, v) in &r.headers {
-            b = b.header(k, v);
-        }
-        if !r.body.is_empty() || matches!(r.method, "PATCH" | "POST" | "PUT") {
-            b = b.body(r.body.clone());
-        }
-        let resp = b
-            .send()
-            .await
-            .map_err(|e| format!("request failed: {e:?}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the body failed: {e:?}"))?
-            .to_vec();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send(&row("GET", path)).await.unwrap()
-    }
-
-    /// Opens an upload session in `name`; returns its id.
-    async fn open_session(&self, name: &str) -> String {
-        let r = self
-            .send(&row("POST", format!("/v2/{name}/blobs/uploads/")))
-            .await
-            .unwrap();
-        assert_eq!(r.status, 202, "{}", r.text());
-        let loc = r.header("location").expect("Location").to_string();
-        loc.rsplit('/').next().unwrap().to_string()
-    }
-
-    async fn push_blob(&self, name: &str, data: &[u8]) -> String {
-        let d = sha256(data);
-        let r = self
-            .send(&row("POST", format!("/v2/{name}/blobs/uploads/?digest={d}")).body(data))
-            .await
-            .unwrap();
-        assert_eq!(r.status, 201, "{}", r.text());
-        d
-    }
-
-    async fn put_manifest(&self, name: &str, reference: &str, media_type: &str, body: &[u8]) {
-        let r = self
-            .send(
-                &row("PUT", format!("/v2/{name}/manifests/{reference}"))
-                    .header("Content-Type", media_type)
-                    .body(body),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.status, 201, "{}", r.text());
-    }
+    Box::pin(futures_util::stream::iter(items))
 }
 
 /// Writes the request by hand and reads the answer until the server closes the connection.
-async fn send_raw(host: &str, r: &Row) -> Result<Reply, String> {
+async fn send_raw(host: &str, r: &Row) -> Result<Response, String> {
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
         r.method, r.path
@@ -343,6 +282,18 @@ async fn send_raw(host: &str, r: &Row) -> Result<Reply, String> {
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&payload);
+    raw_exchange(host, bytes, half_close, r.method, &r.path).await
+}
+
+/// Sends `bytes` as they are (then half-closes, if asked) and reads what comes back until
+/// the server closes the connection: the answer to `method` `path`, or why there was none.
+async fn raw_exchange(
+    host: &str,
+    bytes: Vec<u8>,
+    half_close: bool,
+    method: &str,
+    path: &str,
+) -> Result<Response, String> {
     let exchange = async {
         let stream = TcpStream::connect(host)
             .await
@@ -370,15 +321,15 @@ async fn send_raw(host: &str, r: &Row) -> Result<Reply, String> {
                 }
             ));
         }
-        parse_response(&out)
+        parse_response(&out, method, path)
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
         .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
 }
 
-/// Parses the final (non-1xx) HTTP/1.1 response in `raw`.
-fn parse_response(mut raw: &[u8]) -> Result<Reply, String> {
+/// Parses the final (non-1xx) HTTP/1.1 response in `raw`, the answer to `method` `path`.
+fn parse_response(mut raw: &[u8], method: &str, path: &str) -> Result<Response, String> {
     loop {
         let end = raw
             .windows(4)
@@ -409,10 +360,19 @@ fn parse_response(mut raw: &[u8]) -> Result<Reply, String> {
         } else {
             rest.to_vec()
         };
-        return Ok(Reply {
-            status,
-            headers,
-            body,
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let k = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("{k}: {e}"))?;
+            let v = HeaderValue::from_str(&v).map_err(|e| format!("{k}: {e}"))?;
+            map.append(k, v);
+        }
+        return Ok(Response {
+            method: Method::from_bytes(method.as_bytes()).unwrap(),
+            path: path.to_string(),
+            status: StatusCode::from_u16(status).map_err(|e| e.to_string())?,
+            headers: map,
+            cause: None,
+            body: Bytes::from(body),
         });
     }
 }
@@ -439,13 +399,13 @@ fn dechunk(mut s: &[u8]) -> Result<Vec<u8>, String> {
 // ---- checks -----------------------------------------------------------------------------
 
 /// What is wrong with `reply` as an answer to `r`; empty when it is right.
-fn problems(r: &Row, reply: &Result<Reply, String>) -> Vec<String> {
+fn problems(r: &Row, reply: &Result<Response, String>) -> Vec<String> {
     let reply = match reply {
         Ok(reply) => reply,
         Err(e) => return vec![e.clone()],
     };
     let mut p = Vec::new();
-    let status = reply.status;
+    let status = reply.status.as_u16();
     if status >= 500 {
         p.push(format!("server error {status}"));
     }
@@ -480,16 +440,20 @@ fn problems(r: &Row, reply: &Result<Reply, String>) -> Vec<String> {
         }
     }
     if let Some(want) = &r.want_body {
-        if &reply.body != want {
+        if reply.body != want {
             p.push(format!(
                 "body {:?}, want {:?}",
-                reply.text(),
+                short(&reply.text()),
                 String::from_utf8_lossy(want)
             ));
         }
     }
     if !p.is_empty() {
-        p.push(format!("got {status} {:?} {}", reply.headers, reply.text()));
+        p.push(format!(
+            "got {status} {:?} {}",
+            reply.headers,
+            short(&reply.text())
+        ));
     }
     p
 }
@@ -527,8 +491,8 @@ fn error_body_problems(v: &Value, codes: &[&str]) -> Vec<String> {
 }
 
 /// Sends every row in order and fails with the list of rows that were answered wrong.
-async fn run_table(ctx: &Ctx, rows: &[Row]) {
-    let failures = table_failures(ctx, rows).await;
+async fn run_table(s: &Target, rows: &[Row]) {
+    let failures = table_failures(s, rows).await;
     assert!(
         failures.is_empty(),
         "{} of {} rows answered wrong:\n{}",
@@ -539,7 +503,7 @@ async fn run_table(ctx: &Ctx, rows: &[Row]) {
 }
 
 /// Sends every row in order; returns what was wrong with each answer.
-async fn table_failures(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
+async fn table_failures(s: &Target, rows: &[Row]) -> Vec<String> {
     let mut failures = Vec::new();
     for r in rows {
         assert!(
@@ -547,7 +511,7 @@ async fn table_failures(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
             "row without expectation: {}",
             r.label
         );
-        let reply = ctx.send(r).await;
+        let reply = send(s, r).await;
         let p = problems(r, &reply);
         if !p.is_empty() {
             failures.push(format!(
@@ -561,21 +525,34 @@ async fn table_failures(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
     failures
 }
 
-async fn assert_still_serving(ctx: &Ctx, server: &mut Server) {
-    let r = ctx.get("/v2/").await;
-    assert_eq!(r.status, 200, "GET /v2/ after the table: {}", r.text());
-    assert!(server.is_running(), "the server process exited");
+async fn assert_still_serving(s: &mut Target) {
+    let r = s.client().get("/v2/").timeout(TIMEOUT).send().await;
+    assert_eq!(
+        r.status,
+        200,
+        "GET /v2/ after the table: {}",
+        short(&r.text())
+    );
+    assert!(s.is_running(), "the server process exited");
+}
+
+/// Opens an upload session in `name`; returns its id.
+async fn open_session(c: &Client, name: &str) -> String {
+    let loc = c.start_upload(name).await;
+    loc.rsplit('/').next().unwrap().to_string()
 }
 
 // ---- content ----------------------------------------------------------------------------
 
+/// An image manifest of a config and layers given as (digest, size).
 fn image_manifest(config: (&str, usize), layers: &[(&str, usize)]) -> Value {
-    json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config.0, "size": config.1},
-        "layers": layers.iter().map(|(d, s)| json!({"mediaType": OCI_LAYER, "digest": d, "size": s})).collect::<Vec<_>>(),
-    })
+    common::content::image_manifest(
+        descriptor_of(OCI_CONFIG, config.0, config.1),
+        layers
+            .iter()
+            .map(|(d, size)| descriptor_of(OCI_LAYER, d, *size))
+            .collect(),
+    )
 }
 
 fn to_vec(v: &Value) -> Vec<u8> {
@@ -599,47 +576,46 @@ fn hex_of(c: char, n: usize) -> String {
 
 // ---- the table --------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_requests_get_spec_errors_and_the_server_keeps_serving() {
-    let mut server = Server::start();
-    let ctx = Ctx::new(&server);
+async fn malformed_requests_get_spec_errors_and_the_server_keeps_serving(t: Transport) {
+    let mut s = Target::start(t);
+    let c = s.client();
+    let host = s.server().map_or("localhost".to_string(), Server::host);
     let name = repo("bad-input");
     let other = repo("bad-input-other");
 
     // What the rows refer to: a layer blob, a config blob, an image manifest tagged v1, and a
     // blob in another repository.
     let layer: &[u8] = b"hello world";
-    let blob = ctx.push_blob(&name, layer).await;
+    let blob = c.push_blob(&name, layer).await;
     let config: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
-    let cfg = ctx.push_blob(&name, config).await;
+    let cfg = c.push_blob(&name, config).await;
     let image = to_vec(&image_manifest(
         (&cfg, config.len()),
         &[(&blob, layer.len())],
     ));
     let image_digest = sha256(&image);
-    ctx.put_manifest(&name, "v1", OCI_MANIFEST, &image).await;
-    ctx.push_blob(&other, b"other").await;
+    c.put_manifest(&name, "v1", OCI_MANIFEST, image.clone())
+        .await
+        .expect(StatusCode::CREATED);
+    c.push_blob(&other, &b"other"[..]).await;
 
     // Upload sessions: one that holds 5 bytes (for out-of-order chunks), one for length
     // mismatches, one for bad digests on PUT, one that other repositories try to use, one
     // completed with the wrong digest, one cancelled and one completed by the table.
-    let s_ooo = ctx.open_session(&name).await;
-    let r = ctx
-        .send(
-            &row("PATCH", format!("/v2/{name}/blobs/uploads/{s_ooo}"))
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Range", "0-4")
-                .body(&b"hello"[..]),
-        )
+    let s_ooo = open_session(&c, &name).await;
+    c.patch(&format!("/v2/{name}/blobs/uploads/{s_ooo}"))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", "0-4")
+        .body(&b"hello"[..])
+        .send()
         .await
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.text());
-    let s_len = ctx.open_session(&name).await;
-    let s_digest = ctx.open_session(&name).await;
-    let s_foreign = ctx.open_session(&name).await;
-    let s_wrong = ctx.open_session(&name).await;
-    let s_cancel = ctx.open_session(&name).await;
-    let s_done = ctx.open_session(&name).await;
+        .expect(StatusCode::ACCEPTED);
+    let s_len = open_session(&c, &name).await;
+    let s_digest = open_session(&c, &name).await;
+    let s_foreign = open_session(&c, &name).await;
+    let s_wrong = open_session(&c, &name).await;
+    let s_cancel = open_session(&c, &name).await;
+    let s_done = open_session(&c, &name).await;
 
     let v2 = format!("/v2/{name}");
     let up = |id: &str| format!("/v2/{name}/blobs/uploads/{id}");
@@ -1000,7 +976,7 @@ async fn malformed_requests_get_spec_errors_and_the_server_keeps_serving() {
         ("brace", "/v2/{x}/tags/list".into()),
         (
             "absolute-form with dot-dot",
-            format!("http://{}/v2/../x/tags/list", ctx.host),
+            format!("http://{host}/v2/../x/tags/list"),
         ),
     ] {
         rows.push(row("GET", p).raw().note(what).expect(400, "NAME_INVALID"));
@@ -1658,48 +1634,44 @@ async fn malformed_requests_get_spec_errors_and_the_server_keeps_serving() {
             .want_body(image.clone()),
     );
 
-    run_table(&ctx, &rows).await;
+    run_table(&s, &rows).await;
 
     // Every failure left its session usable: finish two of them properly.
-    let r = ctx
-        .send(
-            &row("PUT", format!("{}?digest={}", up(&s_len), sha256(b"fine")))
-                .header("Content-Range", "0-3")
-                .body(&b"fine"[..]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "s_len: {}", r.text());
-    let r = ctx
-        .send(
-            &row(
-                "PUT",
-                format!("{}?digest={}", up(&s_ooo), sha256(b"helloworld")),
-            )
-            .body(&b"world"[..]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "s_ooo: {}", r.text());
-    let r = ctx
-        .get(&format!("{v2}/blobs/{}", sha256(b"helloworld")))
+    let r = c
+        .put(&format!("{}?digest={}", up(&s_len), sha256(b"fine")))
+        .header("Content-Range", "0-3")
+        .body(&b"fine"[..])
+        .send()
         .await;
-    assert_eq!((r.status, &r.body[..]), (200, &b"helloworld"[..]));
+    assert_eq!(r.status, 201, "s_len: {}", r.text());
+    let r = c
+        .put(&format!("{}?digest={}", up(&s_ooo), sha256(b"helloworld")))
+        .body(&b"world"[..])
+        .send()
+        .await;
+    assert_eq!(r.status, 201, "s_ooo: {}", r.text());
+    let r = c
+        .get(&format!("{v2}/blobs/{}", sha256(b"helloworld")))
+        .send()
+        .await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"helloworld"[..]));
 
     println!("{} rows", rows.len());
-    assert_still_serving(&ctx, &mut server).await;
+    assert_still_serving(&mut s).await;
 }
+both_transports!(
+    #[tokio::test(flavor = "multi_thread")]
+    malformed_requests_get_spec_errors_and_the_server_keeps_serving
+);
 
 // ---- credentials and the token endpoint ---------------------------------------------------
 
 /// Malformed credentials, tokens and token requests, against a registry that needs credentials:
 /// 401 UNAUTHORIZED with a challenge (or the spec's other codes), never a 5xx.
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_credentials_and_token_requests_get_spec_errors() {
+async fn malformed_credentials_and_token_requests_get_spec_errors(t: Transport) {
     use base64::Engine as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let (mut server, _accounts) = common::auth_server("authenticated");
-    let ctx = Ctx::new(&server);
+    let mut s = Target::auth(t, "authenticated");
     let name = repo("bad-auth");
     let tags = format!("/v2/{name}/tags/list");
     let mut rows: Vec<Row> = Vec::new();
@@ -1768,56 +1740,27 @@ async fn malformed_credentials_and_token_requests_get_spec_errors() {
     );
     rows.push(row("PUT", "/token").expect(405, "UNSUPPORTED"));
     rows.push(row("DELETE", "/token").expect(405, "UNSUPPORTED"));
-    run_table(&ctx, &rows).await;
+    run_table(&s, &rows).await;
 
     // Still serving, to the right credentials.
-    let r = Client::new()
-        .get(format!("{}/v2/", server.url))
-        .basic_auth(common::ALICE.0, Some(common::ALICE.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(server.is_running(), "the server process exited");
+    let r = s.user(common::ALICE).get("/v2/").send().await;
+    assert_eq!(r.status, 200);
+    assert!(s.is_running(), "the server process exited");
 }
+both_transports!(
+    #[tokio::test(flavor = "multi_thread")]
+    malformed_credentials_and_token_requests_get_spec_errors
+);
 
 // ---- malformed HTTP -------------------------------------------------------------------
-
-/// Sends `bytes` as they are and returns what comes back (status, body), or why nothing did.
-async fn raw_exchange(host: &str, bytes: Vec<u8>, half_close: bool) -> Result<Reply, String> {
-    let exchange = async {
-        let stream = TcpStream::connect(host)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut rd, mut wr) = stream.into_split();
-        let writer = tokio::spawn(async move {
-            let _ = wr.write_all(&bytes).await;
-            if half_close {
-                let _ = wr.shutdown().await;
-            }
-            wr
-        });
-        let mut out = Vec::new();
-        let _ = rd.read_to_end(&mut out).await;
-        let _ = writer.await;
-        if out.is_empty() {
-            return Err("connection closed without an answer".to_string());
-        }
-        parse_response(&out)
-    };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
-}
 
 /// Requests that are not valid HTTP, or strain the HTTP layer. Some are answered by hyper
 /// before the registry sees them (with an empty body: there is no JSON to give); those must
 /// still be 4xx, and the server must keep serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_http_is_refused_without_crashing() {
-    let mut server = Server::start();
-    let ctx = Ctx::new(&server);
-    let host = server.host();
+    let mut s = Target::http(Server::start());
+    let host = s.server().unwrap().host();
     let h = format!("Host: {host}\r\nConnection: close\r\n");
     // (what, bytes, half-close after sending)
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
@@ -1880,9 +1823,9 @@ async fn malformed_http_is_refused_without_crashing() {
     let may_accept = ["a 5 MiB header"];
     let mut failures = Vec::new();
     for (what, bytes, half_close) in cases {
-        let outcome = raw_exchange(&host, bytes, half_close).await;
+        let outcome = raw_exchange(&host, bytes, half_close, "RAW", what).await;
         match outcome {
-            Ok(r) if (400..500).contains(&r.status) => {
+            Ok(r) if r.status.is_client_error() => {
                 // Answered by the registry: then it is the spec's JSON.
                 if r.header("docker-distribution-api-version").is_some() {
                     let v: Result<Value, _> = serde_json::from_slice(&r.body);
@@ -1928,11 +1871,11 @@ async fn malformed_http_is_refused_without_crashing() {
         .write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").as_bytes())
         .await
         .unwrap();
-    let r = ctx.get("/v2/").await;
+    let r = s.client().get("/v2/").timeout(TIMEOUT).send().await;
     assert_eq!(r.status, 200);
     drop(stalled);
 
-    assert_still_serving(&ctx, &mut server).await;
+    assert_still_serving(&mut s).await;
 }
 
 // ---- spec discrepancies and regressions ---------------------------------------------------
@@ -1940,24 +1883,15 @@ async fn malformed_http_is_refused_without_crashing() {
 /// "POST /v2/<name>/blobs/uploads/" then "PUT <location>?digest=<digest>" with no body
 /// (Content-Length: 0) completes an upload of zero bytes: 201 Created, not a 500 because no
 /// chunk ever created the session's data file (fixed in 45028b7; kept as a regression test).
-#[tokio::test(flavor = "multi_thread")]
-async fn session_completed_without_any_chunk_is_created() {
-    let mut server = Server::start();
-    let ctx = Ctx::new(&server);
+async fn session_completed_without_any_chunk_is_created(t: Transport) {
+    let mut s = Target::start(t);
+    let c = s.client();
     let name = repo("bad-input-empty");
-    let empty256 = sha256(b"");
-    let empty512 = edge_registry::digest::Digest::of(edge_registry::digest::Algorithm::Sha512, b"")
-        .to_string();
     let mut failures = Vec::new();
-    for d in [&empty256, &empty512] {
-        let id = ctx.open_session(&name).await;
-        let r = ctx
-            .send(&row(
-                "PUT",
-                format!("/v2/{name}/blobs/uploads/{id}?digest={d}"),
-            ))
-            .await
-            .unwrap();
+    for d in [sha256(b""), sha512(b"")] {
+        let id = open_session(&c, &name).await;
+        let put = row("PUT", format!("/v2/{name}/blobs/uploads/{id}?digest={d}"));
+        let r = send(&s, &put).await.unwrap();
         if r.status != 201 {
             failures.push(format!(
                 "PUT ?digest={d} with no body: {} {}",
@@ -1966,20 +1900,23 @@ async fn session_completed_without_any_chunk_is_created() {
             ));
         }
     }
-    assert_still_serving(&ctx, &mut server).await;
+    assert_still_serving(&mut s).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+both_transports!(
+    #[tokio::test(flavor = "multi_thread")]
+    session_completed_without_any_chunk_is_created
+);
 
 /// A Content-Range whose end is the largest integer must be refused (416, or 400), with the
 /// spec's JSON; it must not cut the connection without an answer.
-#[tokio::test(flavor = "multi_thread")]
-async fn spec_content_range_at_the_integer_limit_is_refused_not_dropped() {
-    let mut server = Server::start();
-    let ctx = Ctx::new(&server);
+async fn spec_content_range_at_the_integer_limit_is_refused_not_dropped(t: Transport) {
+    let mut s = Target::start(t);
+    let c = s.client();
     let name = repo("bad-input-overflow");
     let mut rows = Vec::new();
     for m in ["PATCH", "PUT"] {
-        let id = ctx.open_session(&name).await;
+        let id = open_session(&c, &name).await;
         let q = if m == "PUT" {
             format!("?digest={}", sha256(b"x"))
         } else {
@@ -1994,20 +1931,22 @@ async fn spec_content_range_at_the_integer_limit_is_refused_not_dropped() {
                 .or_code("SIZE_INVALID"),
         );
     }
-    let failures = table_failures(&ctx, &rows).await;
-    assert_still_serving(&ctx, &mut server).await;
+    let failures = table_failures(&s, &rows).await;
+    assert_still_serving(&mut s).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+both_transports!(
+    #[tokio::test(flavor = "multi_thread")]
+    spec_content_range_at_the_integer_limit_is_refused_not_dropped
+);
 
 /// RFC 9110 section 14.2, which the spec defers to for blob ranges: "An origin server MUST
 /// ignore a Range header field that contains a range unit it does not understand." So a
 /// Range in another unit gets the whole blob, 200.
-#[tokio::test(flavor = "multi_thread")]
-async fn spec_range_in_an_unknown_unit_is_ignored() {
-    let mut server = Server::start();
-    let ctx = Ctx::new(&server);
+async fn spec_range_in_an_unknown_unit_is_ignored(t: Transport) {
+    let mut s = Target::start(t);
     let name = repo("bad-input-range");
-    let blob = ctx.push_blob(&name, b"hello world").await;
+    let blob = s.client().push_blob(&name, &b"hello world"[..]).await;
     let rows: Vec<Row> = ["items=0-1", "lines=0-"]
         .into_iter()
         .map(|unit| {
@@ -2017,6 +1956,10 @@ async fn spec_range_in_an_unknown_unit_is_ignored() {
                 .want_body(&b"hello world"[..])
         })
         .collect();
-    run_table(&ctx, &rows).await;
-    assert_still_serving(&ctx, &mut server).await;
+    run_table(&s, &rows).await;
+    assert_still_serving(&mut s).await;
 }
+both_transports!(
+    #[tokio::test(flavor = "multi_thread")]
+    spec_range_in_an_unknown_unit_is_ignored
+);

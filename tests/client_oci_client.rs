@@ -12,7 +12,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use common::{repo, sha256, Server};
+use common::content::{self, sha256};
+use common::{repo, Server};
 use futures_util::{stream, StreamExt};
 use oci_client::client::{
     linux_amd64_resolver, BlobResponse, ClientConfig, ClientProtocol, Config, ImageLayer,
@@ -50,20 +51,6 @@ fn tag_ref(server: &Server, repository: &str, tag: &str) -> Reference {
 
 fn digest_ref(server: &Server, repository: &str, digest: &str) -> Reference {
     Reference::with_digest(server.host(), repository.to_string(), digest.to_string())
-}
-
-/// Deterministic, incompressible-looking bytes (xorshift64*).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Canonical JSON (sorted keys, no whitespace), as oci-client serializes manifests, so the
@@ -130,8 +117,8 @@ fn image(seed: u64, arch: &str) -> (Vec<ImageLayer>, Config) {
         "hello.txt".to_string(),
     );
     let layers = vec![
-        ImageLayer::oci_v1(noise(10_000, seed), None),
-        ImageLayer::oci_v1(noise(6 * 1024 * 1024 + 123, seed + 1), None),
+        ImageLayer::oci_v1(content::range(seed, 0, 10_000), None),
+        ImageLayer::oci_v1(content::range(seed + 1, 0, 6 * 1024 * 1024 + 123), None),
         ImageLayer::oci_v1_gzip(
             format!("hello from {arch} {seed}\n").into_bytes(),
             Some(ann),
@@ -532,7 +519,7 @@ async fn blob_upload_modes_mount_and_ranges() {
 
     // Streamed chunked upload: odd-sized pieces re-split by the client into 4 MiB PATCHes with
     // Content-Range; unlike push_blob there is no silent fallback to a monolithic PUT here.
-    let data = noise(CLIENT_CHUNK + 777_777, 50);
+    let data = content::range(50, 0, CLIENT_CHUNK + 777_777);
     let digest = sha256(&data);
     let pieces: Vec<oci_client::errors::Result<Bytes>> = data
         .chunks(1_000_003)
@@ -560,7 +547,7 @@ async fn blob_upload_modes_mount_and_ranges() {
     assert!(out == data, "chunked blob differs");
 
     // Chunked upload where the client computes the digest while sending.
-    let data2 = noise(2 * CLIENT_CHUNK, 51);
+    let data2 = content::range(51, 0, 2 * CLIENT_CHUNK);
     let resp = chunked
         .push_blob_stream_chunked(
             &reference,
@@ -581,14 +568,14 @@ async fn blob_upload_modes_mount_and_ranges() {
         use_monolithic_push: true,
         ..Default::default()
     });
-    let data3 = noise(3 * 1024 * 1024 + 5, 52);
+    let data3 = content::range(52, 0, 3 * 1024 * 1024 + 5);
     let digest3 = sha256(&data3);
     let url = mono
         .push_blob(&reference, data3.clone(), &digest3)
         .await
         .expect("monolithic push");
     assert!(url.ends_with(&format!("/blobs/{digest3}")), "{url}");
-    let data4 = noise(4321, 53);
+    let data4 = content::range(53, 0, 4321);
     let digest4 = sha256(&data4);
     mono.push_blob_stream(
         &reference,
@@ -610,7 +597,7 @@ async fn blob_upload_modes_mount_and_ranges() {
     // A wrong digest on the closing PUT is refused, and nothing is stored under it.
     let wrong = sha256(b"not the data");
     let err = chunked
-        .push_blob(&reference, noise(1000, 54), &wrong)
+        .push_blob(&reference, content::range(54, 0, 1000), &wrong)
         .await
         .unwrap_err();
     match &err {

@@ -4,17 +4,13 @@
 //! storage.conf, registries.conf, the signature policy and the auth file are temp files.
 
 mod common;
-#[path = "common/image.rs"]
-mod image;
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::content::{sha256, OCI_MANIFEST};
+use common::image::{get, run, run_fails, run_stdout, Layout, BUSYBOX, MARKER_PATH};
 use common::Server;
-use image::{
-    header, http_get, run, run_fails, run_stdout, sha256, Layout, BUSYBOX, MARKER_PATH,
-    OCI_MANIFEST,
-};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -196,20 +192,20 @@ fn push_rmi_pull_round_trip() {
     assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
 
     // The registry serves that manifest under the tag, for the same config and layers.
-    let url = format!("{}/v2/{repo}/manifests/v1", server.url);
-    let (status, headers, body) = http_get(&url, &[OCI_MANIFEST]);
-    assert_eq!(status, 200, "GET {url}");
-    assert_eq!(header(&headers, "docker-content-digest"), pushed);
-    assert_eq!(sha256(&body), pushed);
-    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    let url = format!("/v2/{repo}/manifests/v1");
+    let r = get(&server, &url, &[OCI_MANIFEST]);
+    assert_eq!(r.status, 200, "GET {url}");
+    assert_eq!(r.header("docker-content-digest"), Some(pushed));
+    assert_eq!(sha256(&r.body), pushed);
+    let manifest = r.json();
     assert_eq!(manifest["config"]["digest"], config.as_str());
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1);
     for digest in [config.clone(), layers[0]["digest"].as_str().unwrap().into()] {
-        let url = format!("{}/v2/{repo}/blobs/{digest}", server.url);
-        let (status, _, blob) = http_get(&url, &[]);
-        assert_eq!(status, 200, "GET {url}");
-        assert_eq!(sha256(&blob), digest, "GET {url}");
+        let url = format!("/v2/{repo}/blobs/{digest}");
+        let r = get(&server, &url, &[]);
+        assert_eq!(r.status, 200, "GET {url}");
+        assert_eq!(sha256(&r.body), digest, "GET {url}");
     }
 
     // Forget the image locally...
@@ -287,12 +283,13 @@ fn pull_by_digest_second_tag_and_missing_tag() {
         .collect();
     tags.sort();
     assert_eq!(tags, ["first", "second"]);
-    let (status, headers, _) = http_get(
-        &format!("{}/v2/{repo}/manifests/second", server.url),
+    let r = get(
+        &server,
+        &format!("/v2/{repo}/manifests/second"),
         &[OCI_MANIFEST],
     );
-    assert_eq!(status, 200);
-    assert_eq!(header(&headers, "docker-content-digest"), pushed);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("docker-content-digest"), Some(&*pushed));
 
     run(podman.cmd("rmi").args(["--all", "--force"]));
     assert!(podman.image_ids().is_empty(), "images left after rmi");

@@ -3,16 +3,13 @@
 //! configuration: its policy, registries.conf, registries.d and auth file are temp files.
 
 mod common;
-#[path = "common/image.rs"]
-mod image;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::content::{sha256, OCI_INDEX, OCI_MANIFEST};
+use common::image::{get, run, run_fails, run_stdout, Layout};
 use common::Server;
-use image::{
-    header, http_get, run, run_fails, run_stdout, sha256, Layout, OCI_INDEX, OCI_MANIFEST,
-};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -138,27 +135,27 @@ fn assert_served_manifest(
 ) {
     let digest = sha256(expected);
     for reference in [tag, digest.as_str()] {
-        let url = format!("{}/v2/{repo}/manifests/{reference}", server.url);
-        let (status, headers, body) = http_get(&url, &[OCI_MANIFEST, OCI_INDEX]);
-        assert_eq!(status, 200, "GET {url}");
-        assert_eq!(body, expected, "GET {url}: manifest bytes differ");
+        let url = format!("/v2/{repo}/manifests/{reference}");
+        let r = get(server, &url, &[OCI_MANIFEST, OCI_INDEX]);
+        assert_eq!(r.status, 200, "GET {url}");
+        assert_eq!(r.body, expected, "GET {url}: manifest bytes differ");
         assert_eq!(
-            header(&headers, "docker-content-digest"),
-            digest,
+            r.header("docker-content-digest"),
+            Some(&*digest),
             "GET {url}"
         );
-        assert_eq!(header(&headers, "content-type"), media_type, "GET {url}");
+        assert_eq!(r.header("content-type"), Some(media_type), "GET {url}");
     }
 }
 
 /// Asserts that the registry serves every blob in `digests` from `repo` as in `layout`.
 fn assert_served_blobs(server: &Server, repo: &str, layout: &Layout, digests: &[String]) {
     for digest in digests {
-        let url = format!("{}/v2/{repo}/blobs/{digest}", server.url);
-        let (status, _, body) = http_get(&url, &[]);
-        assert_eq!(status, 200, "GET {url}");
+        let url = format!("/v2/{repo}/blobs/{digest}");
+        let r = get(server, &url, &[]);
+        assert_eq!(r.status, 200, "GET {url}");
         assert!(
-            body == layout.blob(digest),
+            r.body == layout.blob(digest),
             "GET {url}: blob bytes differ from the layout's"
         );
     }
@@ -290,9 +287,9 @@ fn delete_removes_the_manifest_and_its_tags_only() {
             "{reference}: unexpected error: {err}"
         );
     }
-    let url = format!("{}/v2/{repo}/manifests/{one}", server.url);
-    let (status, _, _) = http_get(&url, &[OCI_MANIFEST]);
-    assert_eq!(status, 404, "GET {url} after delete");
+    let url = format!("/v2/{repo}/manifests/{one}");
+    let r = get(&server, &url, &[OCI_MANIFEST]);
+    assert_eq!(r.status, 404, "GET {url} after delete");
 
     // Its tags went with it; the other image is untouched.
     let (_, tags) = skopeo.list_tags(&format!("docker://{host}/{repo}"));
@@ -404,12 +401,12 @@ fn copy_between_repositories_and_as_docker_schema2() {
         manifest["config"]["digest"],
         src.config_digest("v1").as_str()
     );
-    let url = format!("{}/v2/{to}/manifests/docker", server.url);
-    let (status, headers, body) = http_get(&url, &[docker_type, OCI_MANIFEST]);
-    assert_eq!(status, 200);
-    assert_eq!(body, raw);
-    assert_eq!(header(&headers, "content-type"), docker_type);
-    assert_eq!(header(&headers, "docker-content-digest"), sha256(&raw));
+    let url = format!("/v2/{to}/manifests/docker");
+    let r = get(&server, &url, &[docker_type, OCI_MANIFEST]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, raw);
+    assert_eq!(r.header("content-type"), Some(docker_type));
+    assert_eq!(r.header("docker-content-digest"), Some(&*sha256(&raw)));
 
     // And it comes back down unchanged, into a `dir:` copy.
     let dir = work.path().join("dir");

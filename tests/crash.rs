@@ -22,14 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{repo, sha256, Server};
+use common::client::{content_range, with_digest};
+use common::content::{self, image_of, sha256, to_bytes, trickle, with, MIB, OCI_MANIFEST};
+use common::{repo, Client, Response, Server};
 use edge_registry::digest::{Algorithm, Digest};
-use reqwest::{Client, Response, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Value};
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const MIB: usize = 1024 * 1024;
 
 // ---- randomness ---------------------------------------------------------------------------
 
@@ -76,299 +74,31 @@ impl Rng {
     }
 }
 
-/// Deterministic pseudo-random content of `len` bytes.
-fn content(seed: u64, len: usize) -> Bytes {
-    let mut r = Rng::new(seed);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&r.next().to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
-}
-
-/// A request body that trickles `data` out in pieces with a pause between them, so that a
-/// kill lands in the middle of it.
-fn slow_body(data: Bytes, piece: usize, pause: Duration) -> reqwest::Body {
-    let stream = futures_util::stream::unfold(0usize, move |at| {
-        let data = data.clone();
-        async move {
-            if at >= data.len() {
-                return None;
-            }
-            if at > 0 {
-                tokio::time::sleep(pause).await;
-            }
-            let end = (at + piece).min(data.len());
-            Some((Ok::<_, std::io::Error>(data.slice(at..end)), end))
-        }
-    });
-    reqwest::Body::wrap_stream(stream)
-}
-
 // ---- HTTP helpers ---------------------------------------------------------------------------
 
-fn header(r: &Response, name: &str) -> Option<String> {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
+/// Every tag of `name` resolves to an intact manifest; returns tag -> digest.
+async fn check_tags(c: &Client, name: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for tag in c.tags(name).await.unwrap_or_default() {
+        let (_, d) = c
+            .manifest(name, &tag)
+            .await
+            .unwrap_or_else(|| panic!("tag {tag} of {name} is listed but does not resolve"));
+        // And the manifest is there by its digest too, with the same bytes.
+        c.manifest(name, &d)
+            .await
+            .unwrap_or_else(|| panic!("manifest {d} of tag {tag} is gone by digest"));
+        out.insert(tag, d);
+    }
+    out
 }
 
-/// The offset an upload `Range: 0-<last>` header stands for. `0-0` is how an empty session is
-/// reported; no session here ever holds exactly one byte.
-fn range_offset(r: &Response) -> u64 {
-    let range = header(r, "range").expect("Range header");
-    let last: u64 = range
-        .strip_prefix("0-")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| panic!("bad Range {range:?}"));
-    if last == 0 {
-        0
-    } else {
-        last + 1
-    }
-}
-
-/// The status and the first error code of a response (the code empty if there is none).
-async fn status_code(r: Response) -> (StatusCode, String) {
-    let status = r.status();
-    let text = r.text().await.unwrap_or_default();
-    let code = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v["errors"][0]["code"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    assert!(!status.is_server_error(), "server error {status}: {text}");
-    (status, code)
-}
-
-/// A client for one life of the server.
-#[derive(Clone)]
-struct Http {
-    c: Client,
-    url: String,
-}
-
-impl Http {
-    fn new(s: &Server) -> Http {
-        Http {
-            c: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            url: s.url.clone(),
-        }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// The blob is in `name` with exactly these bytes (GET and HEAD).
-    async fn blob_intact(&self, name: &str, data: &[u8]) {
-        let d = sha256(data);
-        let r = self
-            .c
-            .get(self.at(&format!("/v2/{name}/blobs/{d}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "GET blob {d} of {name}");
-        assert_eq!(header(&r, "docker-content-digest").as_deref(), Some(&*d));
-        let got = r.bytes().await.unwrap();
-        assert_eq!(got.len(), data.len(), "size of blob {d}");
-        assert!(got.as_ref() == data, "content of blob {d}");
-        assert_eq!(sha256(&got), d);
-        let r = self
-            .c
-            .head(self.at(&format!("/v2/{name}/blobs/{d}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "HEAD blob {d} of {name}");
-        assert_eq!(header(&r, "content-length"), Some(data.len().to_string()));
-    }
-
-    /// The blob is either unknown in `name` or there with exactly these bytes.
-    async fn blob_absent_or_intact(&self, name: &str, data: &[u8]) {
-        let d = sha256(data);
-        let r = self
-            .c
-            .head(self.at(&format!("/v2/{name}/blobs/{d}")))
-            .send()
-            .await
-            .unwrap();
-        match r.status() {
-            StatusCode::OK => self.blob_intact(name, data).await,
-            _ => {
-                let r = self
-                    .c
-                    .get(self.at(&format!("/v2/{name}/blobs/{d}")))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    status_code(r).await,
-                    (StatusCode::NOT_FOUND, "BLOB_UNKNOWN".into()),
-                    "blob {d} of {name}"
-                );
-            }
-        }
-    }
-
-    async fn blob_absent(&self, name: &str, d: &str) {
-        let r = self
-            .c
-            .get(self.at(&format!("/v2/{name}/blobs/{d}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            status_code(r).await,
-            (StatusCode::NOT_FOUND, "BLOB_UNKNOWN".into()),
-            "deleted blob {d} of {name}"
-        );
-    }
-
-    /// GETs a manifest; returns its bytes and digest if it is there, checking that the digest
-    /// header matches the bytes and that HEAD agrees.
-    async fn manifest(&self, name: &str, reference: &str) -> Option<(Bytes, String)> {
-        let url = self.at(&format!("/v2/{name}/manifests/{reference}"));
-        let r = self
-            .c
-            .get(&url)
-            .header("Accept", OCI_MANIFEST)
-            .send()
-            .await
-            .unwrap();
-        if r.status() != StatusCode::OK {
-            assert_eq!(
-                status_code(r).await,
-                (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into()),
-                "manifest {reference} of {name}"
-            );
-            return None;
-        }
-        let d = header(&r, "docker-content-digest").expect("Docker-Content-Digest");
-        assert_eq!(header(&r, "content-type").as_deref(), Some(OCI_MANIFEST));
-        let body = r.bytes().await.unwrap();
-        assert_eq!(sha256(&body), d, "manifest {reference} of {name}: digest");
-        if reference.starts_with("sha256:") {
-            assert_eq!(d, reference);
-        }
-        let r = self
-            .c
-            .head(&url)
-            .header("Accept", OCI_MANIFEST)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "HEAD manifest {reference}");
-        assert_eq!(header(&r, "content-length"), Some(body.len().to_string()));
-        Some((body, d))
-    }
-
-    async fn tags(&self, name: &str) -> Option<Vec<String>> {
-        let r = self
-            .c
-            .get(self.at(&format!("/v2/{name}/tags/list")))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == StatusCode::NOT_FOUND {
-            assert_eq!(status_code(r).await.1, "NAME_UNKNOWN");
-            return None;
-        }
-        assert_eq!(r.status(), StatusCode::OK);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["name"], json!(name));
-        Some(
-            v["tags"]
-                .as_array()
-                .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
-                .unwrap_or_default(),
-        )
-    }
-
-    async fn catalog(&self) -> Vec<String> {
-        let r = self.c.get(self.at("/v2/_catalog")).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let v: Value = r.json().await.unwrap();
-        v["repositories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// Every tag of `name` resolves to an intact manifest; returns tag -> digest.
-    async fn check_tags(&self, name: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for tag in self.tags(name).await.unwrap_or_default() {
-            let (_, d) = self
-                .manifest(name, &tag)
-                .await
-                .unwrap_or_else(|| panic!("tag {tag} of {name} is listed but does not resolve"));
-            // And the manifest is there by its digest too, with the same bytes.
-            self.manifest(name, &d)
-                .await
-                .unwrap_or_else(|| panic!("manifest {d} of tag {tag} is gone by digest"));
-            out.insert(tag, d);
-        }
-        out
-    }
-
-    /// Pushes a small blob in one request; `Ok` once acknowledged (anything but a 201 fails
-    /// the test), `Err` if the request did not get an answer.
-    async fn push_small(&self, name: &str, data: &Bytes) -> Result<(), reqwest::Error> {
-        let d = sha256(data);
-        let r = self
-            .c
-            .post(self.at(&format!("/v2/{name}/blobs/uploads/?digest={d}")))
-            .body(data.clone())
-            .send()
-            .await?;
-        let status = r.status();
-        assert_eq!(status, StatusCode::CREATED, "{}", r.text().await?);
-        Ok(())
-    }
-
-    async fn put_manifest(
-        &self,
-        name: &str,
-        reference: &str,
-        body: &Bytes,
-    ) -> Result<(), reqwest::Error> {
-        let r = self
-            .c
-            .put(self.at(&format!("/v2/{name}/manifests/{reference}")))
-            .header("Content-Type", OCI_MANIFEST)
-            .body(body.clone())
-            .send()
-            .await?;
-        let status = r.status();
-        assert_eq!(
-            header(&r, "docker-content-digest").as_deref(),
-            (status == StatusCode::CREATED)
-                .then(|| sha256(body))
-                .as_deref()
-        );
-        assert_eq!(status, StatusCode::CREATED, "{}", r.text().await?);
-        Ok(())
-    }
-}
-
+/// An image manifest of `config` alone, with `annotations`.
 fn manifest_for(config: &Bytes, annotations: Value) -> Bytes {
-    Bytes::from(
-        serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": config.len()},
-            "layers": [],
-            "annotations": annotations,
-        }))
-        .unwrap(),
-    )
+    to_bytes(&with(
+        image_of(config, &[]),
+        json!({ "annotations": annotations }),
+    ))
 }
 
 // ---- the kill -------------------------------------------------------------------------------
@@ -379,7 +109,7 @@ struct Killed(Arc<AtomicBool>);
 
 impl Killed {
     /// A request failed: fine once the server is being killed, a bug before.
-    fn failed(&self, what: &str, e: reqwest::Error) {
+    fn failed(&self, what: &str, e: String) {
         assert!(
             self.0.load(Ordering::SeqCst),
             "{what} failed while the server was up: {e:?}"
@@ -614,14 +344,24 @@ struct Chunk {
 }
 
 impl BlobPush {
+    /// A push of `len` bytes of the content of `seed`, not tried yet.
+    fn new(seed: u64, len: usize) -> BlobPush {
+        BlobPush {
+            seed,
+            len,
+            created: false,
+            session: None,
+        }
+    }
+
     fn data(&self) -> Bytes {
-        content(self.seed, self.len)
+        content::bytes(self.seed, self.len)
     }
 }
 
 /// Pushes blobs in single slowly streamed POSTs until the server dies.
 async fn monolithic_pusher(
-    http: Http,
+    http: Client,
     name: String,
     mut rng: Rng,
     killed: Killed,
@@ -634,34 +374,25 @@ async fn monolithic_pusher(
         } else {
             rng.range(MIB as u64, 3 * MIB as u64) as usize
         };
-        let mut push = BlobPush {
-            seed: rng.next(),
-            len,
-            created: false,
-            session: None,
-        };
+        let mut push = BlobPush::new(rng.next(), len);
         let data = push.data();
         let d = sha256(&data);
-        let mut req = http
-            .c
-            .post(http.at(&format!("/v2/{name}/blobs/uploads/?digest={d}")));
+        let mut req = http.post(&format!("/v2/{name}/blobs/uploads/?digest={d}"));
         req = if small {
             req.body(data)
         } else {
             let pause = Duration::from_millis(rng.range(1, 4));
-            let body = slow_body(data, 64 * 1024, pause);
+            let body = trickle(data, 64 * 1024, pause);
             // Declared length or chunked encoding.
             if rng.chance(2) {
-                req.header("Content-Length", len).body(body)
+                req.header("Content-Length", len).stream(body)
             } else {
-                req.body(body)
+                req.stream(body)
             }
         };
-        match req.send().await {
+        match req.try_send().await {
             Ok(r) => {
-                let (status, code) = (r.status(), header(&r, "docker-content-digest"));
-                assert_eq!(status, StatusCode::CREATED, "{}", r.text().await.unwrap());
-                assert_eq!(code.as_deref(), Some(&*d));
+                r.expect_digest(StatusCode::CREATED, &d);
                 push.created = true;
                 pushed.push(push);
             }
@@ -676,22 +407,16 @@ async fn monolithic_pusher(
 
 /// Pushes blobs as chunked sessions (1 MiB PATCHes streamed slowly, then a PUT with or
 /// without the last chunk) until the server dies.
-async fn chunked_pusher(http: Http, name: String, mut rng: Rng, killed: Killed) -> Vec<BlobPush> {
+async fn chunked_pusher(http: Client, name: String, mut rng: Rng, killed: Killed) -> Vec<BlobPush> {
     let mut pushed = Vec::new();
     loop {
         let len = rng.range(MIB as u64 + 1, 3 * MIB as u64 + MIB as u64 / 2) as usize;
-        let mut push = BlobPush {
-            seed: rng.next(),
-            len,
-            created: false,
-            session: None,
-        };
+        let mut push = BlobPush::new(rng.next(), len);
         let data = push.data();
         let d = sha256(&data);
         let r = match http
-            .c
-            .post(http.at(&format!("/v2/{name}/blobs/uploads/")))
-            .send()
+            .post(&format!("/v2/{name}/blobs/uploads/"))
+            .try_send()
             .await
         {
             Ok(r) => r,
@@ -700,8 +425,8 @@ async fn chunked_pusher(http: Http, name: String, mut rng: Rng, killed: Killed) 
                 return pushed;
             }
         };
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-        let loc = header(&r, "location").unwrap();
+        r.expect(StatusCode::ACCEPTED);
+        let loc = r.location();
         let last_in_put = rng.chance(2);
         let pause = Duration::from_millis(rng.range(1, 4));
         let mut offset = 0u64;
@@ -725,19 +450,21 @@ async fn chunked_pusher(http: Http, name: String, mut rng: Rng, killed: Killed) 
             }
             let chunk = data.slice(offset as usize..(offset + this) as usize);
             let req = if is_put {
-                let sep = if loc.contains('?') { '&' } else { '?' };
-                http.c.put(http.at(&format!("{loc}{sep}digest={d}")))
+                http.put(&with_digest(&loc, &d))
             } else {
-                http.c.patch(http.at(&loc))
+                http.patch(&loc)
             };
             let req = if this == 0 {
                 req
             } else {
-                req.header("Content-Range", format!("{}-{}", offset, offset + this - 1))
-                    .header("Content-Length", this)
-                    .body(slow_body(chunk, 64 * 1024, pause))
+                req.header(
+                    "Content-Range",
+                    content_range(offset as usize, this as usize),
+                )
+                .header("Content-Length", this)
+                .stream(trickle(chunk, 64 * 1024, pause))
             };
-            let r = match req.send().await {
+            let r = match req.try_send().await {
                 Ok(r) => r,
                 Err(e) => {
                     killed.failed("chunk", e);
@@ -745,23 +472,18 @@ async fn chunked_pusher(http: Http, name: String, mut rng: Rng, killed: Killed) 
                     return pushed;
                 }
             };
-            let status = r.status();
             if is_put {
-                assert_eq!(
-                    header(&r, "docker-content-digest").as_deref(),
-                    (status == StatusCode::CREATED).then_some(&*d)
-                );
-                assert_eq!(status, StatusCode::CREATED, "{}", r.text().await.unwrap());
+                r.expect_digest(StatusCode::CREATED, &d);
                 push.created = true;
                 push.session = None;
                 pushed.push(push);
                 break;
             }
-            assert_eq!(status, StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
+            r.expect(StatusCode::ACCEPTED);
             offset += this;
-            assert_eq!(range_offset(&r), offset);
+            assert_eq!(r.upload_offset(), offset);
             push.session = Some(Session {
-                location: header(&r, "location").unwrap(),
+                location: r.location(),
                 acked: offset,
                 in_flight: None,
             });
@@ -773,7 +495,7 @@ async fn chunked_pusher(http: Http, name: String, mut rng: Rng, killed: Killed) 
 /// interrupted session resumes consistently (and is then completed) or is unknown. Returns the
 /// pushes now known to be stored, and how many sessions resumed and were unknown.
 async fn verify_blob_pushes(
-    http: &Http,
+    http: &Client,
     name: &str,
     pushes: Vec<BlobPush>,
 ) -> (Vec<BlobPush>, usize, usize) {
@@ -794,10 +516,10 @@ async fn verify_blob_pushes(
             http.blob_absent_or_intact(name, &data).await;
             continue;
         };
-        let r = http.c.get(http.at(&loc)).send().await.unwrap();
-        if r.status() != StatusCode::NO_CONTENT {
+        let r = http.get(&loc).send().await;
+        if r.status != StatusCode::NO_CONTENT {
             assert_eq!(
-                status_code(r).await,
+                r.status_code(),
                 (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into()),
                 "status of session {loc}"
             );
@@ -811,7 +533,7 @@ async fn verify_blob_pushes(
             http.blob_absent_or_intact(name, &data).await;
             continue;
         }
-        let offset = range_offset(&r);
+        let offset = r.upload_offset();
         let mut allowed = vec![acked];
         if let Some(c) = in_flight {
             assert_eq!(c.start, acked);
@@ -822,7 +544,7 @@ async fn verify_blob_pushes(
             "session {loc} resumes at {offset}; acknowledged {acked}, in flight {in_flight:?}"
         );
         resumed += 1;
-        finish_session(http, &header(&r, "location").unwrap(), offset, &data).await;
+        finish_session(http, &r.location(), offset, &data).await;
         http.blob_intact(name, &data).await;
         stored.push(BlobPush {
             created: true,
@@ -835,40 +557,32 @@ async fn verify_blob_pushes(
 
 /// Completes a session that holds `offset` bytes of `data`: the rest in one PATCH, then the
 /// PUT.
-async fn finish_session(http: &Http, loc: &str, offset: u64, data: &Bytes) {
+async fn finish_session(http: &Client, loc: &str, offset: u64, data: &Bytes) {
     let mut loc = loc.to_string();
     if offset < data.len() as u64 {
         let r = http
-            .c
-            .patch(http.at(&loc))
+            .patch(&loc)
             .header(
                 "Content-Range",
                 format!("{}-{}", offset, data.len() as u64 - 1),
             )
             .body(data.slice(offset as usize..))
             .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
-            r.status(),
+            r.status,
             StatusCode::ACCEPTED,
             "resuming {loc} at {offset}: {}",
-            r.text().await.unwrap()
+            r.text()
         );
-        loc = header(&r, "location").unwrap();
+        loc = r.location();
     }
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .c
-        .put(http.at(&format!("{loc}{sep}digest={}", sha256(data))))
-        .send()
-        .await
-        .unwrap();
+    let r = http.put(&with_digest(&loc, &sha256(data))).send().await;
     assert_eq!(
-        r.status(),
+        r.status,
         StatusCode::CREATED,
         "completing {loc}: {}",
-        r.text().await.unwrap()
+        r.text()
     );
 }
 
@@ -880,7 +594,7 @@ async fn sigkill_during_blob_uploads() {
     let mut s = Server::native_at(root.path());
     let mut stored: Vec<BlobPush> = Vec::new();
     for round in 0..5 {
-        let http = Http::new(&s);
+        let http = Client::of(&s);
         let killed = Killed::default();
         let mut tasks = Vec::new();
         for i in 0..4 {
@@ -898,7 +612,7 @@ async fn sigkill_during_blob_uploads() {
             .into_iter()
             .flatten()
             .collect();
-        let http = Http::new(&s);
+        let http = Client::of(&s);
         let (n, acked) = (pushes.len(), pushes.iter().filter(|p| p.created).count());
         let (now_stored, resumed, unknown) = verify_blob_pushes(&http, &name, pushes).await;
         eprintln!(
@@ -942,7 +656,7 @@ const TAGS: [&str; 3] = ["t0", "t1", "t2"];
 /// Pushes a config blob and a manifest for it, by tag or by digest and then by tag, over and
 /// over, until the server dies. Every PUT is logged before it is sent.
 async fn manifest_pusher(
-    http: Http,
+    http: Client,
     repos: Vec<String>,
     mut rng: Rng,
     killed: Killed,
@@ -955,7 +669,7 @@ async fn manifest_pusher(
         let config = Bytes::from(
             serde_json::to_vec(&json!({"task": task, "i": i, "nonce": rng.next()})).unwrap(),
         );
-        if let Err(e) = http.push_small(&repo, &config).await {
+        if let Err(e) = http.try_push_blob(&repo, config.clone()).await {
             return killed.failed("config push", e);
         }
         let body = manifest_for(
@@ -985,8 +699,8 @@ async fn manifest_pusher(
                 log.len() - 1
             };
             let reference = tag.clone().unwrap_or_else(|| digest.clone());
-            match http.put_manifest(&repo, &reference, &body).await {
-                Ok(()) => {
+            match http.try_push_manifest(&repo, &reference, &body).await {
+                Ok(_) => {
                     log.lock().unwrap()[index].end = Some(clock.fetch_add(1, Ordering::SeqCst))
                 }
                 Err(e) => return killed.failed("manifest PUT", e),
@@ -999,7 +713,7 @@ async fn manifest_pusher(
 /// intact manifest that is one of those PUT to it that no acknowledged later PUT overwrote;
 /// catalog and tags agree. Returns the tags' values, for the next round.
 async fn verify_manifest_puts(
-    http: &Http,
+    http: &Client,
     repos: &[String],
     log: &[ManifestPut],
 ) -> BTreeMap<(String, String), String> {
@@ -1026,7 +740,7 @@ async fn verify_manifest_puts(
         if acked {
             assert_eq!(listed, 1, "{repo} has content but is not in the catalog");
         }
-        let tags = http.check_tags(repo).await;
+        let tags = check_tags(http, repo).await;
         if listed == 0 {
             assert!(tags.is_empty(), "{repo} has tags but is not in the catalog");
         }
@@ -1073,7 +787,7 @@ async fn sigkill_during_manifest_puts_and_tag_overwrites() {
     // What verification found, which later rounds must keep unless they overwrite it.
     let mut known: Vec<ManifestPut> = Vec::new();
     for round in 0..5 {
-        let http = Http::new(&s);
+        let http = Client::of(&s);
         let killed = Killed::default();
         let log: Log = Arc::default();
         let tasks: Vec<_> = (0..4)
@@ -1091,7 +805,7 @@ async fn sigkill_during_manifest_puts_and_tag_overwrites() {
             .collect();
         let delay = Duration::from_millis(rng.range(100, 1200));
         crash_and_restart(&mut s, root.path(), &killed, delay, tasks).await;
-        let http = Http::new(&s);
+        let http = Client::of(&s);
         let this_round = log.lock().unwrap().clone();
         let mut all = known.clone();
         all.extend(this_round.iter().cloned());
@@ -1153,20 +867,14 @@ async fn each_until_killed<T, F, Fut>(
 ) -> Vec<Outcome>
 where
     F: Fn(T) -> Fut,
-    Fut: std::future::Future<Output = Result<Response, reqwest::Error>>,
+    Fut: std::future::Future<Output = Result<Response, String>>,
 {
     let mut out = vec![Outcome::NotTried; items.len()];
     for (i, item) in items.into_iter().enumerate() {
         out[i] = Outcome::InFlight;
         match op(item).await {
             Ok(r) => {
-                let status = r.status();
-                assert_eq!(
-                    status,
-                    StatusCode::ACCEPTED,
-                    "{what}: {}",
-                    r.text().await.unwrap()
-                );
+                assert_eq!(r.status, StatusCode::ACCEPTED, "{what}: {}", r.text());
                 out[i] = Outcome::Done;
             }
             Err(e) => {
@@ -1187,14 +895,14 @@ async fn sigkill_during_deletes() {
     const MANIFESTS: usize = 12;
     for round in 0..5 {
         let name = repo("crash-delete");
-        let http = Http::new(&s);
+        let http = Client::of(&s);
 
         // Content to delete: blobs, manifests deleted by digest (each with three tags), and
         // manifests one of whose two tags is deleted.
         let blobs: Vec<Bytes> = (0..BLOBS)
             .map(|_| {
                 let len = rng.range(1, 20_000) as usize;
-                content(rng.next(), len)
+                content::bytes(rng.next(), len)
             })
             .collect();
         let mut pushes = Vec::new();
@@ -1202,7 +910,7 @@ async fn sigkill_during_deletes() {
             let (http, name, chunk) = (http.clone(), name.clone(), chunk.to_vec());
             pushes.push(tokio::spawn(async move {
                 for b in chunk {
-                    http.push_small(&name, &b).await.unwrap();
+                    http.push_blob(&name, b).await;
                 }
             }));
         }
@@ -1217,14 +925,14 @@ async fn sigkill_during_deletes() {
             let (http, name, config, body) =
                 (http.clone(), name.clone(), config.clone(), body.clone());
             tagged.push(tokio::spawn(async move {
-                http.push_small(&name, &config).await.unwrap();
+                http.push_blob(&name, config).await;
                 let tags = if i < MANIFESTS {
                     vec![format!("d{i}a"), format!("d{i}b"), format!("d{i}c")]
                 } else {
                     vec![format!("x{i}"), format!("y{i}")]
                 };
                 for t in tags {
-                    http.put_manifest(&name, &t, &body).await.unwrap();
+                    http.push_manifest(&name, &t, &body).await;
                 }
             }));
         }
@@ -1251,9 +959,7 @@ async fn sigkill_during_deletes() {
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 each_until_killed(targets, killed, "DELETE", |t| {
-                    http.c
-                        .delete(http.at(&format!("/v2/{name}/{kind}/{t}")))
-                        .send()
+                    http.delete(&format!("/v2/{name}/{kind}/{t}")).try_send()
                 })
                 .await
             })
@@ -1284,7 +990,7 @@ async fn sigkill_during_deletes() {
             outcomes.pop().unwrap(),
             outcomes.pop().unwrap(),
         );
-        let http = Http::new(&s);
+        let http = Client::of(&s);
 
         for (d, o) in blob_digests.iter().zip(&blobs_out) {
             let data = &blobs[order[blob_digests.iter().position(|x| x == d).unwrap()]];
@@ -1295,7 +1001,7 @@ async fn sigkill_during_deletes() {
             }
         }
         // Every tag left resolves to an intact manifest (and is the one it was given).
-        let tags = http.check_tags(&name).await;
+        let tags = check_tags(&http, &name).await;
         for (i, (d, o)) in by_digest.iter().zip(&digests_out).enumerate() {
             let present = http.manifest(&name, d).await.is_some();
             let left: Vec<_> = ["a", "b", "c"]
@@ -1364,27 +1070,23 @@ async fn sigkill_during_deletes() {
 async fn crash_between_upload_commit_and_session_end() {
     let root = tempfile::tempdir().unwrap();
     let name = repo("crash-commit");
-    let data = content(7, MIB + 300_000);
+    let data = content::bytes(7, MIB + 300_000);
     let d = sha256(&data);
     let mut s = Server::native_at(root.path());
-    let http = Http::new(&s);
+    let http = Client::of(&s);
     let r = http
-        .c
-        .post(http.at(&format!("/v2/{name}/blobs/uploads/")))
+        .post(&format!("/v2/{name}/blobs/uploads/"))
         .send()
-        .await
-        .unwrap();
-    let loc = header(&r, "location").unwrap();
-    let id = header(&r, "docker-upload-uuid").unwrap();
+        .await;
+    let loc = r.location();
+    let id = r.header("docker-upload-uuid").unwrap().to_string();
     let r = http
-        .c
-        .patch(http.at(&loc))
-        .header("Content-Range", format!("0-{}", MIB - 1))
+        .patch(&loc)
+        .header("Content-Range", content_range(0, MIB))
         .body(data.slice(..MIB))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
     s.stop();
 
     // What `PUT <loc>?digest=<d>` with the last chunk does before the crash: the chunk is
@@ -1404,33 +1106,27 @@ async fn crash_between_upload_commit_and_session_end() {
     check_storage(root.path(), false);
 
     let s = Server::native_at(root.path());
-    let http = Http::new(&s);
-    let r = http.c.get(http.at(&loc)).send().await.unwrap();
-    if r.status() == StatusCode::NO_CONTENT {
-        let offset = range_offset(&r);
-        assert_eq!(offset, MIB as u64);
+    let http = Client::of(&s);
+    let r = http.get(&loc).send().await;
+    if r.status == StatusCode::NO_CONTENT {
+        assert_eq!(r.upload_offset(), MIB as u64);
         // The client retries its PUT with the last chunk.
         let r = http
-            .c
-            .put(http.at(&format!("{loc}?digest={d}")))
-            .header("Content-Range", format!("{}-{}", MIB, data.len() - 1))
+            .put(&with_digest(&loc, &d))
+            .header("Content-Range", content_range(MIB, data.len() - MIB))
             .body(data.slice(MIB..))
             .send()
-            .await
-            .unwrap();
-        let (status, code) = status_code(r).await;
+            .await;
+        let (status, code) = r.status_code();
         assert!(
             status == StatusCode::CREATED
                 || (status == StatusCode::NOT_FOUND && code == "BLOB_UPLOAD_UNKNOWN"),
             "retried PUT: {status} {code}"
         );
     } else {
-        assert_eq!(
-            status_code(r).await,
-            (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-        );
+        r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     }
     // Either way the blob can be pushed (again) and is intact.
-    http.push_small(&name, &data).await.unwrap();
+    http.push_blob(&name, data.clone()).await;
     http.blob_intact(&name, &data).await;
 }

@@ -12,9 +12,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{repo, sha256, Server};
-use reqwest::{Client, Method, StatusCode};
-use serde_json::Value;
+use common::client::with_digest;
+use common::{repo, sha256, Client, Server};
+use http::StatusCode;
 
 const LIMITS: [&str; 6] = [
     "--max-upload-sessions",
@@ -39,29 +39,9 @@ fn server() -> Server {
     }
 }
 
-async fn code(r: reqwest::Response) -> (StatusCode, String) {
-    let status = r.status();
-    let v: Value = r.json().await.expect("a JSON error body");
-    (
-        status,
-        v["errors"][0]["code"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-fn location(r: &reqwest::Response, base: &str) -> String {
-    let l = r.headers()["location"].to_str().unwrap();
-    if l.starts_with("http") {
-        l.to_string()
-    } else {
-        format!("{base}{l}")
-    }
-}
-
-async fn open_session(c: &Client, base: &str, name: &str) -> reqwest::Response {
-    c.post(format!("{base}/v2/{name}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap()
+/// Opens an upload session in `name` (the answer is the caller's to check).
+async fn open_session(c: &Client, name: &str) -> common::Response {
+    c.post(&format!("/v2/{name}/blobs/uploads/")).send().await
 }
 
 /// The bound is global: on a shared server the tests take turns.
@@ -71,7 +51,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn open_upload_sessions_are_bounded() {
     let _one = SERIAL.lock().await;
     let s = server();
-    let c = Client::new();
+    let c = Client::of(&s);
     let name = repo("limits/sessions");
     if external() {
         // Sessions left by an earlier test on the shared server expire first (the TTL is
@@ -80,37 +60,32 @@ async fn open_upload_sessions_are_bounded() {
     }
     let mut open = Vec::new();
     for _ in 0..3 {
-        let r = open_session(&c, &s.url, &name).await;
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-        open.push(location(&r, &s.url));
+        let r = open_session(&c, &name).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        open.push(r.location());
     }
-    let r = open_session(&c, &s.url, &name).await;
-    assert!(r.headers().get("retry-after").is_some());
-    assert_eq!(
-        code(r).await,
-        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
-    );
+    let r = open_session(&c, &name).await;
+    assert!(r.header("retry-after").is_some());
+    r.expect_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
     // A monolithic upload opens no session: it still works at the bound.
     let data = b"monolithic at the bound";
     let r = c
-        .post(format!(
-            "{}/v2/{name}/blobs/uploads/?digest={}",
-            s.url,
+        .post(&format!(
+            "/v2/{name}/blobs/uploads/?digest={}",
             sha256(data)
         ))
-        .body(data.to_vec())
+        .body(&data[..])
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
     // Cancelling one makes room.
-    let r = c.delete(&open[0]).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = open_session(&c, &s.url, &name).await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let extra = location(&r, &s.url);
+    let r = c.delete(&open[0]).send().await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = open_session(&c, &name).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let extra = r.location();
     for l in open.iter().skip(1).chain([&extra]) {
-        c.delete(l).send().await.unwrap();
+        c.delete(l).send().await;
     }
 }
 
@@ -118,21 +93,20 @@ async fn open_upload_sessions_are_bounded() {
 async fn idle_sessions_expire_and_their_data_goes() {
     let _one = SERIAL.lock().await;
     let s = server();
-    let c = Client::new();
+    let c = Client::of(&s);
     let name = repo("limits/expiry");
-    let r = open_session(&c, &s.url, &name).await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let session = location(&r, &s.url);
+    let r = open_session(&c, &name).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let session = r.location();
     let r = c
         .patch(&session)
         .header("Content-Range", "0-9")
         .body(vec![7u8; 10])
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let quiet = open_session(&c, &s.url, &name).await;
-    let quiet = location(&quiet, &s.url);
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let quiet = open_session(&c, &name).await;
+    let quiet = quiet.location();
 
     // Activity keeps a session alive: 1 s, a chunk, 1 s more (the clock counts whole seconds,
     // so 3 s of TTL are at least 2).
@@ -142,24 +116,19 @@ async fn idle_sessions_expire_and_their_data_goes() {
         .header("Content-Range", "10-19")
         .body(vec![8u8; 10])
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let r = c.get(&session).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(r.headers()["range"], "0-19");
+    let r = c.get(&session).send().await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.header("range"), Some("0-19"));
 
     // Idle past the TTL: the sweep (periodic natively, the cron trigger on the Worker) removes
     // the quiet one without a request touching it.
     tokio::time::sleep(Duration::from_millis(4000)).await;
     if external() {
-        let r = c
-            .get(format!("{}/__scheduled?cron=17+*+*+*+*", s.url))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
+        let r = c.get("/__scheduled?cron=17+*+*+*+*").send().await;
+        assert!(r.status.is_success(), "{}", r.status);
     } else {
         let root = s.root().unwrap();
         let id = quiet.rsplit('/').next().unwrap().split('?').next().unwrap();
@@ -175,11 +144,8 @@ async fn idle_sessions_expire_and_their_data_goes() {
         assert!(gone, "the idle session {id} is still stored");
     }
     for l in [&session, &quiet] {
-        let r = c.get(l.as_str()).send().await.unwrap();
-        assert_eq!(
-            code(r).await,
-            (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN".into())
-        );
+        let r = c.get(l).send().await;
+        r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     }
     if !external() {
         let root = s.root().unwrap();
@@ -212,68 +178,49 @@ fn walk(root: &std::path::Path) -> Vec<String> {
 async fn blobs_are_bounded_in_size() {
     let _one = SERIAL.lock().await;
     let s = server();
-    let c = Client::new();
+    let c = Client::of(&s);
     let name = repo("limits/size");
     let big = vec![1u8; 1048577];
     let r = c
-        .post(format!(
-            "{}/v2/{name}/blobs/uploads/?digest={}",
-            s.url,
+        .post(&format!(
+            "/v2/{name}/blobs/uploads/?digest={}",
             sha256(&big)
         ))
         .body(big.clone())
         .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(r).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID".into())
-    );
+        .await;
+    r.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
     // In chunks: the chunk that crosses the limit is refused, the session stays usable.
-    let r = open_session(&c, &s.url, &name).await;
-    let session = location(&r, &s.url);
+    let r = open_session(&c, &name).await;
+    let session = r.location();
     let half = 524288;
     let r = c
         .patch(&session)
         .header("Content-Range", format!("0-{}", half - 1))
         .body(big[..half].to_vec())
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = c
         .patch(&session)
         .header("Content-Range", format!("{half}-{}", big.len() - 1))
         .body(big[half..].to_vec())
         .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(r).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID".into())
-    );
+        .await;
+    r.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
     let exact = &big[..1048576];
     let r = c
-        .put(format!(
-            "{session}{}digest={}",
-            if session.contains('?') { "&" } else { "?" },
-            sha256(exact)
-        ))
+        .put(&with_digest(&session, &sha256(exact)))
         .header("Content-Range", format!("{half}-{}", exact.len() - 1))
         .body(exact[half..].to_vec())
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
     let r = c
-        .request(
-            Method::HEAD,
-            format!("{}/v2/{name}/blobs/{}", s.url, sha256(exact)),
-        )
+        .head(&format!("/v2/{name}/blobs/{}", sha256(exact)))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -298,8 +245,9 @@ async fn a_body_that_stops_sending_is_abandoned() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
     // Nothing of it was stored.
-    let r = reqwest::get(format!("{}/v2/{name}/blobs/{digest}", s.url))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = Client::of(&s)
+        .get(&format!("/v2/{name}/blobs/{digest}"))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -13,18 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{repo, sha256, Server};
-use reqwest::{Client, StatusCode};
+use common::content::OCI_MANIFEST;
+use common::content::{self, descriptor, sha256, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST};
+use common::content::{OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER_GZIP as OCI_LAYER};
+use common::{repo, Client, Server};
+use http::StatusCode;
 use serde_json::{json, Value};
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const SBOM_TYPE: &str = "application/spdx+json";
 const SIGNATURE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
@@ -89,28 +83,15 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 // ---- pushing the fixtures ---------------------------------------------------------------------
 
+/// Pushes the fixtures through a client.
 struct Push {
     c: Client,
-    base: String,
-}
-
-/// `{"mediaType","digest","size"}` of pushed content.
-fn descriptor(media_type: &str, data: &[u8]) -> Value {
-    json!({ "mediaType": media_type, "digest": sha256(data), "size": data.len() })
 }
 
 impl Push {
+    /// Pushes a blob; returns its descriptor.
     async fn blob(&self, name: &str, media_type: &str, data: &[u8]) -> Value {
-        let d = sha256(data);
-        let r = self
-            .c
-            .post(format!("{}/v2/{name}/blobs/uploads/?digest={d}", self.base))
-            .body(data.to_vec())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        assert_eq!(status, StatusCode::CREATED, "{}", r.text().await.unwrap());
+        self.c.push_blob(name, data.to_vec()).await;
         descriptor(media_type, data)
     }
 
@@ -120,16 +101,10 @@ impl Push {
         let media_type = m["mediaType"].as_str().unwrap();
         let d = sha256(&body);
         let reference = reference.unwrap_or(&d);
-        let r = self
-            .c
-            .put(format!("{}/v2/{name}/manifests/{reference}", self.base))
-            .header("Content-Type", media_type)
-            .body(body.clone())
-            .send()
+        self.c
+            .put_manifest(name, reference, media_type, body.clone())
             .await
-            .unwrap();
-        let status = r.status();
-        assert_eq!(status, StatusCode::CREATED, "{}", r.text().await.unwrap());
+            .expect(StatusCode::CREATED);
         descriptor(media_type, &body)
     }
 
@@ -233,19 +208,6 @@ impl Push {
     }
 }
 
-/// Deterministic bytes (xorshift), so digests and screenshots are the same on every run.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 fn total(config: &Value, layers: &[Value]) -> u64 {
     config["size"].as_u64().unwrap()
         + layers
@@ -257,8 +219,7 @@ fn total(config: &Value, layers: &[Value]) -> u64 {
 /// Pushes both repositories; returns what the browser test expects to see.
 async fn push_fixtures(server: &Server) -> Value {
     let p = Push {
-        c: Client::new(),
-        base: server.url.clone(),
+        c: Client::of(server),
     };
     // Fixed names on a fresh server (stable screenshots); unique ones on a shared server.
     let (webapp, cli) = if server.is_native() {
@@ -268,7 +229,7 @@ async fn push_fixtures(server: &Server) -> Value {
     };
 
     // demo/webapp: three OCI images sharing a base layer; `latest` is 1.1.0.
-    let base = bytes(1, 2_811_392);
+    let base = content::range(1, 0, 2_811_392);
     let versions = [
         ("1.0.0", "2024-02-01T08:15:00Z", 412_331, vec!["1.0.0"]),
         (
@@ -286,7 +247,7 @@ async fn push_fixtures(server: &Server) -> Value {
     ];
     let mut webapp_images = Vec::new();
     for (i, (version, created, app_size, tags)) in versions.iter().enumerate() {
-        let app = bytes(10 + i as u64, *app_size);
+        let app = content::range(10 + i as u64, 0, *app_size);
         let (desc, config, layers) = p
             .image(
                 &webapp,
@@ -339,7 +300,7 @@ async fn push_fixtures(server: &Server) -> Value {
     // older single-platform Docker schema 2 image (2.9.0).
     let mut children = Vec::new();
     for (i, arch) in ["amd64", "arm64/v8"].iter().enumerate() {
-        let layer = bytes(20 + i as u64, 1_234_567 - i * 54_563);
+        let layer = content::range(20 + i as u64, 0, 1_234_567 - i * 54_563);
         let (desc, config, layers) = p
             .image(
                 &cli,
@@ -377,7 +338,7 @@ async fn push_fixtures(server: &Server) -> Value {
     for tag in ["3.2.1", "3.2", "latest"] {
         index_desc = p.manifest(&cli, Some(tag), &index).await;
     }
-    let legacy_layer = bytes(30, 987_654);
+    let legacy_layer = content::range(30, 0, 987_654);
     let (legacy, legacy_config, legacy_layers) = p
         .image(
             &cli,
@@ -483,22 +444,8 @@ async fn ui_in_a_real_browser() {
 
 /// Pushes one small image as alice (Basic credentials) into `repo`, tag `v1`.
 async fn push_as_alice(server: &Server, repo: &str) {
-    let mut headers = reqwest::header::HeaderMap::new();
-    let basic = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            common::ALICE.0,
-            common::ALICE.1
-        ))
-    };
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Basic {basic}").parse().unwrap(),
-    );
     let p = Push {
-        c: Client::builder().default_headers(headers).build().unwrap(),
-        base: server.url.clone(),
+        c: Client::of(server).basic(common::ALICE),
     };
     p.image(
         repo,

@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
+use super::content::{sha256, OCI_INDEX};
+use super::{block_on, Client, Response, Server};
+
 /// The static busybox binary put into every test image.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -16,8 +19,6 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const MARKER_PATH: &str = "etc/edge-registry-test";
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 fn describe(out: &Output) -> String {
     format!(
@@ -60,11 +61,6 @@ pub fn run_fails(cmd: &mut Command) -> String {
         describe(&out)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `sha256:<hex>` of `data`.
-pub fn sha256(data: &[u8]) -> String {
-    edge_registry::digest::Digest::of(edge_registry::digest::Algorithm::Sha256, data).to_string()
 }
 
 /// An OCI image layout on disk (`oci-layout`, `index.json`, `blobs/sha256/...`).
@@ -280,32 +276,13 @@ impl Layout {
     }
 }
 
-/// A GET against the registry under test: status, headers and body.
-pub fn http_get(url: &str, accept: &[&str]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
-        let mut req = reqwest::Client::new().get(url);
+/// A GET of `path` from `server` accepting `accept`, for the tests that are not async.
+pub fn get(server: &Server, path: &str, accept: &[&str]) -> Response {
+    block_on(async {
+        let mut r = Client::of(server).get(path);
         if !accept.is_empty() {
-            req = req.header(reqwest::header::ACCEPT, accept.join(", "));
+            r = r.header("Accept", accept.join(", "));
         }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.expect("body").to_vec();
-        (status, headers, body)
+        r.send().await
     })
-}
-
-/// A header's value as text, or "" if absent.
-pub fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .map(|v| v.to_str().expect("ascii header").to_string())
-        .unwrap_or_default()
 }

@@ -1,14 +1,55 @@
-//! Test harness: a real registry server speaking HTTP on 127.0.0.1.
+//! Test harness: the registry under test, in process or as a real server speaking HTTP on
+//! 127.0.0.1 ([`target`]), the one client the tests talk to it with ([`client`]), the content
+//! they push ([`content`]), and test images for the container tools ([`image`]).
 //!
-//! By default each test starts its own native server (`edge-registry serve`) on a free port
-//! with a fresh storage folder, and stops it by its PID. With `EDGE_REGISTRY_URL` set, tests
-//! run against that server instead (e.g. `wrangler dev`), and tests that must restart the
-//! server skip nothing but use [`Server::native`] explicitly.
+//! Over HTTP, by default each test starts its own native server (`edge-registry serve`) on a
+//! free port with a fresh storage folder, and stops it by its PID. With `EDGE_REGISTRY_URL`
+//! set, tests run against that server instead (e.g. `wrangler dev`), and tests that must
+//! restart the server skip nothing but use [`Server::native`] explicitly.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+pub mod client;
+pub mod content;
+pub mod image;
+pub mod target;
+
+#[allow(unused_imports)]
+pub use client::{block_on, Client, Response};
+#[allow(unused_imports)]
+pub use content::sha256;
+#[allow(unused_imports)]
+pub use target::{in_process, Options, Target, Transport};
+
+/// One test per transport of the test body `async fn $name(t: Transport)`: `$name::in_process`
+/// and `$name::http`. A `#[tokio::test(..)]` attribute before the name replaces the default.
+#[macro_export]
+macro_rules! both_transports {
+    (#[$test:meta] $name:ident) => {
+        mod $name {
+            use $crate::common::Transport;
+
+            #[$test]
+            async fn in_process() {
+                super::$name(Transport::InProcess).await
+            }
+
+            #[$test]
+            async fn http() {
+                super::$name(Transport::Http).await
+            }
+        }
+    };
+    ($name:ident) => {
+        $crate::both_transports!(
+            #[tokio::test]
+            $name
+        );
+    };
+}
 
 /// Test fixtures only: the users every auth test (and the Worker run of them) knows.
 pub const ALICE: (&str, &str) = ("alice", "alice-test-password");
@@ -38,35 +79,26 @@ pub fn write_accounts(dir: &Path, users: &[(&str, &str)]) {
 /// A server in access `mode` with the fixture users, and the folder of their files: the
 /// external server (`EDGE_REGISTRY_URL`) if `EDGE_REGISTRY_AUTH_MODE` names this mode, else a
 /// fresh native one.
-pub fn auth_server(mode: &str) -> (Server, tempfile::TempDir) {
-    if std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode) {
-        return (Server::start(), tempfile::tempdir().expect("tempdir"));
-    }
-    native_auth_server(mode, &[])
+pub fn auth_server(mode: &'static str) -> (Server, tempfile::TempDir) {
+    let accounts = tempfile::tempdir().expect("tempdir");
+    let server = if external_auth_mode(mode) {
+        Server::start()
+    } else {
+        Server::native_with_options(&Options::mode(mode), accounts.path())
+    };
+    (server, accounts)
 }
 
-/// A fresh native server in access `mode` with the fixture users and grants, and extra `serve`
-/// arguments; and the folder of the account files (rewrite them to rotate credentials).
-pub fn native_auth_server(mode: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_accounts(dir.path(), &[ALICE, BOB]);
-    let h = dir.path().join("htpasswd");
-    let g = dir.path().join("grants");
-    let mut args = vec![
-        "--auth",
-        mode,
-        "--htpasswd",
-        h.to_str().unwrap(),
-        "--grants",
-        g.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    (Server::native_with(&args), dir)
+/// Whether the external server (`EDGE_REGISTRY_URL`) runs in access `mode`, as
+/// `EDGE_REGISTRY_AUTH_MODE` says.
+pub fn external_auth_mode(mode: &str) -> bool {
+    std::env::var("EDGE_REGISTRY_AUTH_MODE").is_ok_and(|m| m == mode)
 }
 
 pub struct Server {
     pub url: String,
     child: Option<Child>,
+    /// The storage folder, when the server owns it.
     root: Option<tempfile::TempDir>,
 }
 
@@ -111,6 +143,22 @@ impl Server {
         let mut s = Server::native_at_with(root.path(), args);
         s.root = Some(root);
         s
+    }
+
+    /// A fresh native server started with `options`; the account files go into `accounts`.
+    pub fn native_with_options(options: &Options, accounts: &Path) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::native_at_with_options(root.path(), options, accounts);
+        s.root = Some(root);
+        s
+    }
+
+    /// A native server storing into `root`, started with `options`; the account files go
+    /// into `accounts`.
+    pub fn native_at_with_options(root: &Path, options: &Options, accounts: &Path) -> Server {
+        let args = options.serve_args(accounts);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::native_at_with(root, &args)
     }
 
     /// A native server storing into `root`, with extra `serve` arguments.
@@ -237,9 +285,4 @@ pub fn repo(prefix: &str) -> String {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).unwrap();
     format!("{prefix}-{}", hex::encode(b))
-}
-
-/// sha256 digest string of `data`.
-pub fn sha256(data: &[u8]) -> String {
-    edge_registry::digest::Digest::of(edge_registry::digest::Algorithm::Sha256, data).to_string()
 }
