@@ -181,16 +181,10 @@ async fn eight_clients_race_on_one_upload_session(t: Transport) {
     let r = api.get(&loc).send().await;
     r.expect_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
 }
-// Over HTTP only: in process, on `MemoryStorage`, racing chunks of one session get 500s ("upload
-// .. is shorter than its offset", "holds fewer than .. bytes"): it has no `lock_session`, and a
-// losing request's `UploadWriter::finish` truncates the data the winner wrote. A fix belongs in
-// src/storage/memory.rs; then this can be `both_transports!` like the others.
-mod eight_clients_race_on_one_upload_session {
+both_transports!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn http() {
-        super::eight_clients_race_on_one_upload_session(crate::common::Transport::Http).await
-    }
-}
+    eight_clients_race_on_one_upload_session
+);
 
 async fn eight_clients_push_the_same_manifest_under_the_same_tag(t: Transport) {
     let s = Target::start(t);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use edge_registry::auth::ClientAddr;
 use edge_registry::body::ByteStream;
-use edge_registry::registry::InternalCause;
+use edge_registry::error::InternalCause;
 use edge_registry::storage::memory::MemoryStorage;
 use edge_registry::{Body, Registry};
 use futures_util::StreamExt;
@@ -576,7 +576,7 @@ async fn in_process_exchange(
     };
     let mut req = req.body(body).map_err(|e| format!("{path}: {e}"))?;
     req.extensions_mut().insert(ClientAddr("127.0.0.1".into()));
-    let (parts, body) = registry.handle(req).await.into_parts();
+    let (parts, body) = registry.handle(req).await.response.into_parts();
     Ok(StreamingResponse {
         method,
         path,

@@ -55,7 +55,7 @@ macro_rules! both_transports {
 pub const ALICE: (&str, &str) = ("alice", "alice-test-password");
 pub const BOB: (&str, &str) = ("bob", "bob-test-password");
 /// bob may push and pull under team-b/ and pull under shared/; alice may do everything.
-pub const GRANTS: &str = "bob team-b/*=pull,push shared/*=pull\n";
+pub const GRANTS: &str = "alice *=*\nbob team-b/*=pull,push shared/*=pull\n";
 
 pub fn htpasswd_line(user: &str, password: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-registry"))

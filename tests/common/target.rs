@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use edge_registry::auth::{Access, Accounts, Grants, Htpasswd, Mode, TokenKey};
+use edge_registry::native::SystemClock;
 use edge_registry::storage::memory::MemoryStorage;
-use edge_registry::{Config, Registry};
+use edge_registry::{Registry, Settings};
 
 use super::client::{Client, Conn};
 use super::{auth_server, write_accounts, Server, ALICE, BOB, GRANTS};
@@ -114,13 +115,17 @@ fn accounts(users: &[(&str, &str)], grants: bool) -> Accounts {
         .collect();
     Accounts {
         htpasswd: Htpasswd::parse(&lines.join("\n")).unwrap(),
-        grants: Grants::parse(if grants { GRANTS } else { "" }).unwrap(),
+        grants: if grants {
+            Grants::parse(GRANTS).unwrap()
+        } else {
+            Grants::default()
+        },
     }
 }
 
 /// The one place the tests build the core: a registry on `storage` with `options`, and its
 /// access control (kept, so that tests can rotate credentials).
-fn core(storage: MemoryStorage, options: &Options) -> (Registry<MemoryStorage>, Arc<Access>) {
+pub fn core(storage: MemoryStorage, options: &Options) -> (Registry<MemoryStorage>, Arc<Access>) {
     let mode: Mode = options.mode.parse().unwrap();
     let users: &[(&str, &str)] = if options.users { &[ALICE, BOB] } else { &[] };
     let key = TokenKey::new(b"the in-process test registry token key").unwrap();
@@ -132,12 +137,10 @@ fn core(storage: MemoryStorage, options: &Options) -> (Registry<MemoryStorage>, 
         access = access.with_max_failures(n);
     }
     let access = Arc::new(access);
-    let config = Config {
-        now: edge_registry::native::now,
-        access: access.clone(),
-        ..Config::default()
-    };
-    (Registry::new(storage, config), access)
+    let registry = Registry::new(storage, Settings::default())
+        .with_access(access.clone())
+        .with_clock(Arc::new(SystemClock));
+    (registry, access)
 }
 
 /// A fresh in-process registry in access `mode`, with the fixture users and grants.
