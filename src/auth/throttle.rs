@@ -194,7 +194,7 @@ impl Throttle {
 
 /// Counts one more failure under `key`, in a fresh window if the last one is over.
 fn bump<K: Hash + Eq + Clone>(t: &mut Bounded<K, u32>, key: K, now: u64) {
-    if !t.map.get(&key).is_some_and(|(_, until)| now < *until) {
+    if t.map.get(&key).is_none_or(|(_, until)| now >= *until) {
         t.make_room(now);
         t.map.insert(key, (1, now + FAILURE_WINDOW));
     } else if let Some((n, _)) = t.map.get_mut(&key) {

@@ -28,7 +28,7 @@ use crate::body::Body;
 use crate::clock::{Clock, FixedClock};
 use crate::error::Error;
 use crate::event::{Event, Events};
-use crate::repo::uploads::Limits;
+use crate::repo::uploads::{At, Limits};
 use crate::repo::Store;
 use crate::route::{self, not_found, Needs, Op, Resolved, NO_OP};
 use crate::settings::Settings;
@@ -127,11 +127,15 @@ impl<S: Storage> Registry<S> {
         &self.access
     }
 
-    fn limits(&self) -> Limits {
-        Limits {
-            max_sessions: self.settings.max_upload_sessions,
-            ttl: self.settings.upload_ttl,
-            max_blob_size: self.settings.max_blob_size,
+    /// The request's time and the upload limits, for the upload domain.
+    fn at(&self, cx: &Ctx<'_>) -> At {
+        At {
+            now: cx.now,
+            limits: Limits {
+                max_sessions: self.settings.max_upload_sessions,
+                ttl: self.settings.upload_ttl,
+                max_blob_size: self.settings.max_blob_size,
+            },
         }
     }
 

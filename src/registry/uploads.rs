@@ -86,8 +86,7 @@ impl<S: Storage> Registry<S> {
                     &digest,
                     expected,
                     cx.body,
-                    self.limits(),
-                    cx.now,
+                    self.at(cx),
                     &mut cx.events,
                 )
                 .await?;
@@ -95,7 +94,7 @@ impl<S: Storage> Registry<S> {
         }
         let id = self
             .store
-            .open_session(name, cx.now, self.limits(), &mut cx.events)
+            .open_session(name, self.at(cx), &mut cx.events)
             .await?;
         Ok(finish(
             self.upload_response(StatusCode::ACCEPTED, name, &id, 0)
@@ -105,9 +104,8 @@ impl<S: Storage> Registry<S> {
     }
 
     async fn session(&self, cx: &mut Ctx<'_>, name: &Name, id: &str) -> Result<UploadState> {
-        self.store
-            .session(name, id, cx.now, self.settings.upload_ttl, &mut cx.events)
-            .await
+        let at = self.at(cx);
+        self.store.session(name, id, at, &mut cx.events).await
     }
 
     /// Checks a chunk's `Content-Range` against the session; returns the chunk's length.
@@ -141,10 +139,10 @@ impl<S: Storage> Registry<S> {
             let mut state = self.session(cx, name, id).await?;
             let expected = self.chunk_length(cx, &state)?;
             self.store
-                .receive(&mut state, id, cx.body, expected, self.limits(), cx.now)
+                .receive(&mut state, id, cx.body, expected, self.at(cx))
                 .await?;
             self.store
-                .save_session(name, id, &state, cx.now, self.settings.upload_ttl)
+                .save_session(name, id, &state, self.at(cx))
                 .await?;
             Ok(state.offset)
         }
@@ -169,19 +167,11 @@ impl<S: Storage> Registry<S> {
             let expected = self.chunk_length(cx, &state)?;
             if expected != Some(0) {
                 self.store
-                    .receive(&mut state, id, cx.body, expected, self.limits(), cx.now)
+                    .receive(&mut state, id, cx.body, expected, self.at(cx))
                     .await?;
             }
             self.store
-                .complete(
-                    name,
-                    id,
-                    state,
-                    &digest,
-                    cx.now,
-                    self.settings.upload_ttl,
-                    &mut cx.events,
-                )
+                .complete(name, id, state, &digest, self.at(cx), &mut cx.events)
                 .await?;
             Ok(digest)
         }

@@ -29,6 +29,14 @@ pub struct Limits {
     pub max_blob_size: u64,
 }
 
+/// When a request happens, under which limits.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+    pub limits: Limits,
+}
+
 /// The range header for a session holding `offset` bytes.
 pub fn range_value(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
@@ -84,16 +92,10 @@ impl<S: Storage> Store<S> {
 
     /// Opens a session in `name`; 429 when `limits.max_sessions` are open (after expiring
     /// stale ones).
-    pub async fn open_session(
-        &self,
-        name: &Name,
-        now: u64,
-        limits: Limits,
-        events: &mut Events,
-    ) -> Result<String> {
-        let max = limits.max_sessions;
+    pub async fn open_session(&self, name: &Name, at: At, events: &mut Events) -> Result<String> {
+        let max = at.limits.max_sessions;
         let open = self.storage.list(keys::UPLOADS_DIR).await?.len();
-        if open >= max && self.expire_uploads(now, limits.ttl, events).await? >= max {
+        if open >= max && self.expire_uploads(at.now, at.limits.ttl, events).await? >= max {
             return Err(Error::new(ErrorCode::TooManyRequests)
                 .with_message(format!(
                     "{max} upload sessions are open: finish or cancel some, or wait for them to expire"
@@ -101,7 +103,7 @@ impl<S: Storage> Store<S> {
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("60")));
         }
         let id = new_upload_id();
-        let state = UploadState::new(name, Algorithm::Sha256, now);
+        let state = UploadState::new(name, Algorithm::Sha256, at.now);
         self.storage
             .put(&keys::upload(&id), encode(&state)?)
             .await?;
@@ -115,8 +117,7 @@ impl<S: Storage> Store<S> {
         &self,
         name: &Name,
         id: &str,
-        now: u64,
-        ttl: u64,
+        at: At,
         events: &mut Events,
     ) -> Result<UploadState> {
         if !valid_upload_id(id) {
@@ -131,7 +132,7 @@ impl<S: Storage> Store<S> {
         if state.repo != name.as_str() || state.completing {
             return Err(unknown(id));
         }
-        if state.is_stale(now, ttl) {
+        if state.is_stale(at.now, at.limits.ttl) {
             self.expire_session(id, &state, events).await;
             return Err(unknown(id));
         }
@@ -146,8 +147,7 @@ impl<S: Storage> Store<S> {
         name: &Name,
         id: &str,
         state: &UploadState,
-        now: u64,
-        ttl: u64,
+        at: At,
     ) -> Result<()> {
         let key = keys::upload(id);
         let value = encode(state)?;
@@ -157,7 +157,7 @@ impl<S: Storage> Store<S> {
         if self.storage.put_if(&key, value, version).await? {
             return Ok(());
         }
-        let current = self.session(name, id, now, ttl, &mut Events::new()).await?;
+        let current = self.session(name, id, at, &mut Events::new()).await?;
         Err(out_of_order(
             current.offset,
             "the upload was changed by another request",
@@ -172,10 +172,9 @@ impl<S: Storage> Store<S> {
         id: &str,
         body: &mut Body,
         expected: Option<u64>,
-        limits: Limits,
-        now: u64,
+        at: At,
     ) -> Result<()> {
-        let max = limits.max_blob_size;
+        let max = at.limits.max_blob_size;
         if expected.is_some_and(|e| state.offset.saturating_add(e) > max) {
             return Err(too_large(max));
         }
@@ -214,7 +213,7 @@ impl<S: Storage> Store<S> {
         }
         state.backend = writer.finish().await?;
         state.offset += n;
-        state.updated = now;
+        state.updated = at.now;
         state.set_hasher(&hasher);
         Ok(())
     }
@@ -229,8 +228,7 @@ impl<S: Storage> Store<S> {
         id: &str,
         state: UploadState,
         digest: &Digest,
-        now: u64,
-        ttl: u64,
+        at: At,
         events: &mut Events,
     ) -> Result<()> {
         let backend = state.backend.as_deref();
@@ -261,7 +259,7 @@ impl<S: Storage> Store<S> {
                 completing: true,
                 ..state.clone()
             };
-            self.save_session(name, id, &claimed, now, ttl).await?;
+            self.save_session(name, id, &claimed, at).await?;
         }
         self.storage
             .upload_commit(id, digest, state.offset, backend)
@@ -280,12 +278,11 @@ impl<S: Storage> Store<S> {
         digest: &Digest,
         expected: Option<u64>,
         body: &mut Body,
-        limits: Limits,
-        now: u64,
+        at: At,
         events: &mut Events,
     ) -> Result<()> {
-        if expected.is_some_and(|size| size > limits.max_blob_size) {
-            return Err(too_large(limits.max_blob_size));
+        if expected.is_some_and(|size| size > at.limits.max_blob_size) {
+            return Err(too_large(at.limits.max_blob_size));
         }
         if let Some(size) = expected {
             let taken = std::mem::replace(body, Body::Empty);
@@ -296,19 +293,15 @@ impl<S: Storage> Store<S> {
             }
         }
         let id = new_upload_id();
-        let mut state = UploadState::new(name, digest.algorithm(), now);
-        if let Err(e) = self
-            .receive(&mut state, &id, body, expected, limits, now)
-            .await
-        {
+        let mut state = UploadState::new(name, digest.algorithm(), at.now);
+        if let Err(e) = self.receive(&mut state, &id, body, expected, at).await {
             let _ = self
                 .storage
                 .upload_delete(&id, state.backend.as_deref())
                 .await;
             return Err(e);
         }
-        self.complete(name, &id, state, digest, now, limits.ttl, events)
-            .await
+        self.complete(name, &id, state, digest, at, events).await
     }
 
     /// Ends a session and removes its data.
