@@ -131,6 +131,13 @@ async fn anonymous_pull_mode_lets_anyone_pull_and_only_users_push(t: Transport) 
     assert_eq!(r.status, StatusCode::OK);
     let r = c.post(&uploads).bearer_auth(&anon).send().await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A token that lacks the scope says so, as the token spec asks: credentials would help.
+    let ch = challenge(&r);
+    assert!(ch.contains("error=\"insufficient_scope\""), "{ch}");
+    assert!(
+        ch.contains(&format!("scope=\"repository:{name}:pull,push\"")),
+        "{ch}"
+    );
 
     // alice's token pushes.
     let token = s.user(ALICE).token_string(&[&scope]).await;
