@@ -24,7 +24,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::body::MaybeSendSync;
 use crate::error::{Error, ErrorCode};
 
 pub use accounts::{Accounts, Grants, Htpasswd};
@@ -44,7 +43,7 @@ pub struct Busy;
 /// turn, and no threads) inline.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait PasswordCheck: MaybeSendSync {
+pub trait PasswordCheck: Send + Sync {
     async fn run(&self, check: Check) -> Result<bool, Busy>;
 }
 
