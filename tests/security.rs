@@ -284,7 +284,7 @@ async fn a_login_flood_is_bounded_and_pulls_go_on() {
             tokio::spawn(async move {
                 c.get("/v2/")
                     .basic_auth("alice", "wrong")
-                    .header("x-forwarded-for", &format!("198.51.100.{}", i % 250))
+                    .header("x-forwarded-for", format!("198.51.100.{}", i % 250))
                     .send()
                     .await
                     .status
