@@ -18,7 +18,7 @@ use crate::manifest::{Descriptor, Manifest, OCI_INDEX};
 use crate::names::{Name, Reference, Tag};
 use crate::range::{parse_content_range, parse_range, ByteRange};
 use crate::route::{not_found, Route};
-use crate::storage::{keys, DirectPut, Storage, StorageError};
+use crate::storage::{keys, DirectPut, Freshness, Storage, StorageError};
 use crate::upload::{new_upload_id, valid_upload_id, UploadState};
 use crate::urls::Urls;
 
@@ -485,7 +485,7 @@ impl<S: Storage> Registry<S> {
         let (n, last) = pagination(&q)?;
         let mut names: Vec<String> = self
             .storage
-            .list(keys::CATALOG_DIR)
+            .list(keys::CATALOG_DIR, Freshness::Cached)
             .await
             .map_err(internal)?
             .iter()
@@ -517,7 +517,7 @@ impl<S: Storage> Registry<S> {
         }
         let mut tags = self
             .storage
-            .list(&keys::tags_dir(name))
+            .list(&keys::tags_dir(name), Freshness::Current)
             .await
             .map_err(internal)?;
         tags.sort();
@@ -755,7 +755,11 @@ impl<S: Storage> Registry<S> {
     pub async fn expire_uploads(&self) -> std::result::Result<usize, StorageError> {
         let now = (self.config.now)();
         let mut open = 0;
-        for id in self.storage.list(keys::UPLOADS_DIR).await? {
+        for id in self
+            .storage
+            .list(keys::UPLOADS_DIR, Freshness::Current)
+            .await?
+        {
             // Natively this waits for a request working on the session, which then has
             // refreshed its activity time.
             let _session = self.storage.lock_session(&id).await;
@@ -778,7 +782,7 @@ impl<S: Storage> Registry<S> {
         let max = self.config.max_upload_sessions;
         let open = self
             .storage
-            .list(keys::UPLOADS_DIR)
+            .list(keys::UPLOADS_DIR, Freshness::Current)
             .await
             .map_err(internal)?
             .len();
@@ -1213,7 +1217,7 @@ impl<S: Storage> Registry<S> {
                 let digest_str = digest.to_string();
                 for t in self
                     .storage
-                    .list(&keys::tags_dir(name))
+                    .list(&keys::tags_dir(name), Freshness::Current)
                     .await
                     .map_err(internal)?
                 {
@@ -1253,7 +1257,7 @@ impl<S: Storage> Registry<S> {
         let mut manifests: Vec<Descriptor> = Vec::new();
         for entry in self
             .storage
-            .list(&keys::referrers_dir(name, &subject))
+            .list(&keys::referrers_dir(name, &subject), Freshness::Current)
             .await
             .map_err(internal)?
         {
