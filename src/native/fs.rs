@@ -606,3 +606,26 @@ impl UploadWriter for FsWriter {
     }
 }
 
+/// Every file under the root, as a path relative to it (for the storage suite).
+#[async_trait::async_trait]
+impl crate::storage::suite::Inspect for FsStorage {
+    async fn stored_keys(&self) -> StorageResult<Vec<String>> {
+        let root = self.root.clone();
+        blocking(move || {
+            let mut found = Vec::new();
+            let mut dirs = vec![root.to_path_buf()];
+            while let Some(dir) = dirs.pop() {
+                for entry in fs::read_dir(&dir)? {
+                    let entry = entry?;
+                    if entry.file_type()?.is_dir() {
+                        dirs.push(entry.path());
+                    } else if let Ok(rel) = entry.path().strip_prefix(&*root) {
+                        found.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+}

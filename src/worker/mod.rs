@@ -3,6 +3,8 @@
 //! in the core.
 
 mod r2;
+#[cfg(feature = "storage-suite")]
+mod suite;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -201,12 +203,7 @@ fn num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
 /// CATALOG_CACHE_TTL, BASE_URL, MAX_UPLOAD_SESSIONS, UPLOAD_TTL, MAX_BLOB_SIZE, and those of
 /// [`access`]). The error is for the log only.
 fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
-    let bucket = env.bucket("BUCKET").map_err(|e| e.to_string())?;
-    let storage = R2Storage::new(
-        bucket,
-        env.kv("CACHE").ok(),
-        num(env, "CATALOG_CACHE_TTL", 60),
-    );
+    let storage = storage(env)?;
     let access = access(env).map_err(|e| format!("access control is misconfigured: {e}"))?;
     let defaults = Config::default();
     let config = Config {
@@ -222,6 +219,16 @@ fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
     Ok(Registry::new(storage, config))
 }
 
+/// The R2 bucket, with the KV namespace caching listings for CATALOG_CACHE_TTL seconds.
+fn storage(env: &Env) -> Result<R2Storage, String> {
+    let bucket = env.bucket("BUCKET").map_err(|e| e.to_string())?;
+    Ok(R2Storage::new(
+        bucket,
+        env.kv("CACHE").ok(),
+        num(env, "CATALOG_CACHE_TTL", 60),
+    ))
+}
+
 #[event(fetch)]
 pub async fn fetch(
     req: worker::Request,
@@ -231,6 +238,10 @@ pub async fn fetch(
     console_error_panic_hook::set_once();
     let method = req.inner().method();
     let path = req.path();
+    #[cfg(feature = "storage-suite")]
+    if path == suite::PATH && method == "POST" {
+        return suite::run(&env).await;
+    }
     let registry = match registry(&env) {
         Ok(r) => r,
         Err(e) => {

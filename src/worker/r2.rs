@@ -233,6 +233,17 @@ impl R2Storage {
         }
     }
 
+    /// The keys of every object in the bucket (for the storage suite).
+    #[cfg(feature = "storage-suite")]
+    pub(crate) async fn stored_keys(&self) -> StorageResult<Vec<String>> {
+        Ok(self
+            .objects_under("")
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> StorageResult<()> {
         let keys: Vec<String> = self
             .list_all(prefix, false)
