@@ -210,6 +210,12 @@ fn serve(s: Serve) -> std::io::Result<()> {
         if files.htpasswd.is_some() || files.grants.is_some() {
             tokio::spawn(files.watch(access, Duration::from_secs(2)));
         }
+        // Upload data a crash left without a session, before serving.
+        match registry.recover().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed upload data left by a crash"),
+            Err(e) => tracing::warn!(error = %e.cause(), "recovering upload data failed"),
+        }
         // Expire stale upload sessions now and then (and at start, after a crash).
         let sweeper = registry.clone();
         tokio::spawn(async move {

@@ -1,74 +1,52 @@
-//! The storage primitives the core relies on, checked the same way on the in-memory and the
-//! filesystem stores.
+//! The storage suite (`edge_registry::storage::suite`) on the in-memory and the filesystem
+//! stores. The Worker runs the same suite on R2 (`scripts/test-worker-storage`).
 
-use bytes::Bytes;
-use edge_registry::native::fs::FsStorage;
-use edge_registry::storage::{memory::MemoryStorage, Storage};
+use edge_registry::clock::Clock;
+use edge_registry::native::{fs::FsStorage, SystemClock};
 
-async fn conditional_writes(s: &impl Storage) {
-    let key = "_uploads/x";
-    assert!(s.get_versioned(key).await.unwrap().is_none());
-    assert!(
-        !s.put_if(key, Bytes::from_static(b"a"), "0").await.unwrap(),
-        "absent key"
-    );
-    s.put(key, Bytes::from_static(b"one")).await.unwrap();
-    let (value, v1) = s.get_versioned(key).await.unwrap().unwrap();
-    assert_eq!(value.as_ref(), b"one");
-
-    // Two writers read the same version: the first wins, the second is refused.
-    assert!(s
-        .put_if(key, Bytes::from_static(b"two"), &v1)
-        .await
-        .unwrap());
-    assert!(!s
-        .put_if(key, Bytes::from_static(b"three"), &v1)
-        .await
-        .unwrap());
-    let (value, v2) = s.get_versioned(key).await.unwrap().unwrap();
-    assert_eq!(value.as_ref(), b"two");
-    assert_ne!(v1, v2);
-    assert!(s
-        .put_if(key, Bytes::from_static(b"four"), &v2)
-        .await
-        .unwrap());
-    assert_eq!(s.get(key).await.unwrap().unwrap().as_ref(), b"four");
-
-    s.delete(key).await.unwrap();
-    assert!(
-        !s.put_if(key, Bytes::from_static(b"five"), &v2)
-            .await
-            .unwrap(),
-        "deleted key"
-    );
-    assert!(s.get(key).await.unwrap().is_none());
+/// Seconds since the Unix epoch, as the stores record them.
+fn now() -> u64 {
+    SystemClock.now()
 }
+use edge_registry::storage::{memory::MemoryStorage, suite};
 
-async fn listing(s: &impl Storage) {
-    for k in ["d/b", "d/a", "d/c/deeper", "e/x"] {
-        s.put(k, Bytes::from_static(b"")).await.unwrap();
-    }
-    let mut names = s.list("d").await.unwrap();
-    names.sort();
-    assert_eq!(
-        names,
-        ["a", "b"],
-        "only the objects directly under the folder"
+fn expect_all_passed(backend: &str, report: &suite::Report) {
+    println!("{backend}:\n{report}");
+    assert!(
+        report.all_passed(),
+        "{backend}: the storage suite failed:\n{report}"
     );
-    assert!(s.list("nothing").await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn memory_store() {
-    let s = MemoryStorage::new();
-    conditional_writes(&s).await;
-    listing(&s).await;
+    let s = MemoryStorage::with_clock(now);
+    let report = suite::run(&s, now).await;
+    expect_all_passed("memory", &report);
 }
 
 #[tokio::test]
 async fn filesystem_store() {
     let dir = tempfile::tempdir().unwrap();
     let s = FsStorage::open(dir.path()).unwrap();
-    conditional_writes(&s).await;
-    listing(&s).await;
+    let report = suite::run(&s, now).await;
+    expect_all_passed("filesystem", &report);
+}
+
+/// The suite keeps to its own keys and cleans up, so it can run on a store in use, and twice.
+#[tokio::test]
+async fn filesystem_store_twice_with_other_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStorage::open(dir.path()).unwrap();
+    use edge_registry::storage::Storage;
+    let other = bytes::Bytes::from_static(b"someone else's");
+    let d = edge_registry::digest::Digest::of(edge_registry::digest::Algorithm::Sha256, &other);
+    s.blob_put(&d, other.clone()).await.unwrap();
+    s.put("_catalog/x", other.clone()).await.unwrap();
+    for round in ["first", "second"] {
+        let report = suite::run(&s, now).await;
+        expect_all_passed(round, &report);
+    }
+    assert_eq!(s.blob_size(&d).await.unwrap(), Some(other.len() as u64));
+    assert_eq!(s.get("_catalog/x").await.unwrap(), Some(other));
 }

@@ -8,6 +8,7 @@
 //!
 //! Every small object and blob is written to `tmp/`, fsynced, then renamed into place (and the
 //! directory fsynced), so a reader or a crash sees the old content or the new, never a part.
+//! A blob's mtime is when it was stored (an upload's data gets the time of its commit).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -18,7 +19,9 @@ use bytes::Bytes;
 
 use crate::body::{Body, BoxError, ByteStream};
 use crate::digest::Digest;
-use crate::storage::{Storage, StorageError, StorageResult, UploadWriter};
+use crate::storage::{
+    BlobInfo, BlobPage, Freshness, Storage, StorageError, StorageResult, UploadData, UploadWriter,
+};
 
 /// How much a read of blob data asks the disk for at once.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -115,19 +118,6 @@ impl FsStorage {
         // Files left in tmp/ by a crash were never renamed into place: nothing refers to them.
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
-        }
-        // Upload data with no session state is left by a crash during a monolithic upload
-        // (which saves no session) or between a cancel's two deletes: nothing can ever complete
-        // or delete it. (Found by tests/crash.rs: every kill during such an upload leaked it.)
-        for entry in fs::read_dir(root.join("uploads"))? {
-            let entry = entry?;
-            let Ok(id) = entry.file_name().into_string() else {
-                continue;
-            };
-            let state = root.join("meta").join(crate::repo::keys::upload(&id));
-            if !state.exists() {
-                let _ = fs::remove_file(entry.path());
-            }
         }
         Ok(FsStorage {
             root: Arc::new(root),
@@ -259,7 +249,7 @@ impl Storage for FsStorage {
         blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await
     }
 
-    async fn list(&self, dir: &str) -> StorageResult<Vec<String>> {
+    async fn list(&self, dir: &str, _fresh: Freshness) -> StorageResult<Vec<String>> {
         let path = self.meta_path(dir);
         blocking(move || {
             let Some(entries) = not_found_is_none(fs::read_dir(path))? else {
@@ -318,6 +308,30 @@ impl Storage for FsStorage {
                 return Ok(());
             }
             write_atomic(tmp, &dest, &data)
+        })
+        .await
+    }
+
+    async fn list_blobs(&self, cursor: Option<&str>, limit: usize) -> StorageResult<BlobPage> {
+        let after = match cursor {
+            Some(c) => Some(
+                Digest::parse(c).map_err(|_| StorageError(format!("not a blob cursor: {c}")))?,
+            ),
+            None => None,
+        };
+        let root = self.root.join("blobs");
+        blocking(move || list_blob_files(&root, after.as_ref(), limit.max(1))).await
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<()> {
+        let path = self.blob_path(digest);
+        blocking(move || {
+            if not_found_is_none(fs::remove_file(&path))?.is_some() {
+                if let Some(parent) = path.parent() {
+                    sync_dir(parent)?;
+                }
+            }
+            Ok(())
         })
         .await
     }
@@ -403,6 +417,8 @@ impl Storage for FsStorage {
                 f.set_len(size)?;
                 f.sync_data()?;
             }
+            // The blob's time is when it was stored, not when the upload last grew.
+            f.set_modified(std::time::SystemTime::now())?;
             drop(f);
             let parent = dest.parent().ok_or_else(|| io::Error::other("no parent"))?;
             fs::create_dir_all(parent)?;
@@ -417,6 +433,97 @@ impl Storage for FsStorage {
         let path = self.upload_path(id);
         blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await
     }
+
+    async fn list_upload_data(&self) -> StorageResult<Vec<UploadData>> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut found = Vec::new();
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                let Ok(id) = entry.file_name().into_string() else {
+                    continue;
+                };
+                // Gone since the directory was read (committed or deleted): not listed.
+                let Some(meta) = not_found_is_none(entry.metadata())? else {
+                    continue;
+                };
+                if meta.is_file() {
+                    found.push(UploadData {
+                        id,
+                        modified: seconds(meta.modified()?),
+                    });
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+fn seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The names in `dir` in ascending order, or none when it does not exist.
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let Some(entries) = not_found_is_none(fs::read_dir(dir))? else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Up to `limit` blobs under `root` (`<alg>/<2 hex>/<hex>`) after `after`, in digest order, and
+/// the cursor of the next page. Only the folders that can hold blobs past `after` are read, and
+/// one more blob is looked for past the page, so the last page says it is the last.
+fn list_blob_files(root: &Path, after: Option<&Digest>, limit: usize) -> io::Result<BlobPage> {
+    let mut blobs: Vec<BlobInfo> = Vec::new();
+    for alg in sorted_names(root)? {
+        let Some(algorithm) = crate::digest::Algorithm::parse(&alg) else {
+            continue;
+        };
+        if after.is_some_and(|a| algorithm < a.algorithm()) {
+            continue;
+        }
+        let same_alg = after.filter(|a| a.algorithm() == algorithm);
+        for prefix in sorted_names(&root.join(&alg))? {
+            if same_alg.is_some_and(|a| prefix.as_str() < &a.hex()[..2]) {
+                continue;
+            }
+            let dir = root.join(&alg).join(&prefix);
+            for hex in sorted_names(&dir)? {
+                let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
+                    continue;
+                };
+                if after.is_some_and(|a| &digest <= a) || !hex.starts_with(&prefix) {
+                    continue;
+                }
+                if blobs.len() == limit {
+                    // There is at least one more: the page is full and not the last.
+                    let next = blobs.last().map(|b| b.digest.to_string());
+                    return Ok(BlobPage { blobs, next });
+                }
+                // Deleted since the folder was read: not listed.
+                let Some(meta) = not_found_is_none(fs::metadata(dir.join(&hex)))? else {
+                    continue;
+                };
+                blobs.push(BlobInfo {
+                    digest,
+                    size: meta.len(),
+                    modified: seconds(meta.modified()?),
+                });
+            }
+        }
+    }
+    Ok(BlobPage { blobs, next: None })
 }
 
 /// Appends to an upload's data file, a batch at a time, on the blocking pool. A batch is
@@ -483,5 +590,29 @@ impl UploadWriter for FsWriter {
         blocking(move || file.sync_data()).await?;
         drop(lock);
         Ok(None)
+    }
+}
+
+/// Every file under the root, as a path relative to it (for the storage suite).
+#[async_trait::async_trait]
+impl crate::storage::suite::Inspect for FsStorage {
+    async fn stored_keys(&self) -> StorageResult<Vec<String>> {
+        let root = self.root.clone();
+        blocking(move || {
+            let mut found = Vec::new();
+            let mut dirs = vec![root.to_path_buf()];
+            while let Some(dir) = dirs.pop() {
+                for entry in fs::read_dir(&dir)? {
+                    let entry = entry?;
+                    if entry.file_type()?.is_dir() {
+                        dirs.push(entry.path());
+                    } else if let Ok(rel) = entry.path().strip_prefix(&*root) {
+                        found.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
     }
 }

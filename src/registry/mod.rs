@@ -268,6 +268,12 @@ impl<S: Storage> Registry<S> {
         }
     }
 
+    /// Recovers after a restart, before any request is served: removes upload data that no
+    /// session owns (left by a crash). Returns how many were removed.
+    pub async fn recover(&self) -> Result<usize> {
+        self.store.sweep_orphan_data(self.clock.now(), 0).await
+    }
+
     /// Removes every upload session that has seen no request for the upload TTL (and any
     /// whose state no longer parses). Returns how many remain open, and the events. Adapters
     /// call it periodically; opening a session at the bound calls it too.

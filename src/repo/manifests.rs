@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event::{Event, Events};
 use crate::manifest::Manifest;
 use crate::names::{Name, Reference, Tag};
-use crate::storage::Storage;
+use crate::storage::{Freshness, Storage};
 
 /// What a repository keeps of a manifest revision, beside its bytes in the blob store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +55,10 @@ impl<S: Storage> Store<S> {
 
     /// The repository's tags, sorted.
     pub async fn tags(&self, name: &Name) -> Result<Vec<String>> {
-        let mut tags = self.storage.list(&keys::tags_dir(name)).await?;
+        let mut tags = self
+            .storage
+            .list(&keys::tags_dir(name), Freshness::Current)
+            .await?;
         tags.sort();
         Ok(tags)
     }
@@ -199,7 +202,11 @@ impl<S: Storage> Store<S> {
         let found = self
             .resolve(name, &Reference::Digest(digest.clone()))
             .await?;
-        for t in self.storage.list(&keys::tags_dir(name)).await? {
+        for t in self
+            .storage
+            .list(&keys::tags_dir(name), Freshness::Current)
+            .await?
+        {
             let Ok(tag) = Tag::parse(&t) else { continue };
             if self.tag_target(name, &tag).await.ok().flatten().as_ref() == Some(digest) {
                 self.storage.delete(&keys::tag(name, &tag)).await?;

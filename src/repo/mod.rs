@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event::{Event, Events};
 use crate::manifest::Descriptor;
 use crate::names::Name;
-use crate::storage::Storage;
+use crate::storage::{Freshness, Storage};
 
 pub use manifests::ManifestRecord;
 
@@ -62,7 +62,7 @@ impl<S: Storage> Store<S> {
     pub async fn repositories(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = self
             .storage
-            .list(keys::CATALOG_DIR)
+            .list(keys::CATALOG_DIR, Freshness::Cached)
             .await?
             .iter()
             .map(|e| keys::catalog_name(e))
@@ -181,7 +181,7 @@ impl<S: Storage> Store<S> {
     pub async fn referrers(&self, name: &Name, subject: &Digest) -> Result<Vec<Descriptor>> {
         let dir = keys::referrers_dir(name, subject);
         let mut out: Vec<Descriptor> = Vec::new();
-        for entry in self.storage.list(&dir).await? {
+        for entry in self.storage.list(&dir, Freshness::Current).await? {
             let Some(raw) = self.storage.get(&format!("{dir}/{entry}")).await? else {
                 continue;
             };

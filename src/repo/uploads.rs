@@ -17,7 +17,7 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorCode};
 use crate::event::{Event, Events};
 use crate::names::Name;
-use crate::storage::{DirectPut, SessionGuard, Storage};
+use crate::storage::{DirectPut, Freshness, SessionGuard, Storage};
 use crate::upload::{new_upload_id, valid_upload_id, UploadState};
 
 /// Bounds on sessions, from the settings.
@@ -94,7 +94,11 @@ impl<S: Storage> Store<S> {
     /// stale ones).
     pub async fn open_session(&self, name: &Name, at: At, events: &mut Events) -> Result<String> {
         let max = at.limits.max_sessions;
-        let open = self.storage.list(keys::UPLOADS_DIR).await?.len();
+        let open = self
+            .storage
+            .list(keys::UPLOADS_DIR, Freshness::Current)
+            .await?
+            .len();
         if open >= max && self.expire_uploads(at.now, at.limits.ttl, events).await? >= max {
             return Err(Error::new(ErrorCode::TooManyRequests)
                 .with_message(format!(
@@ -327,11 +331,38 @@ impl<S: Storage> Store<S> {
         }
     }
 
+    /// Removes upload data that no session owns and that nothing has written for `idle`
+    /// seconds: a crash during a monolithic upload (which saves no session) or between a
+    /// cancel's two deletes leaves such data, and nothing could ever complete or delete it.
+    /// With nothing in flight (at start) `idle` may be 0; while requests run, a monolithic
+    /// upload's data has no session either, so only data idle longer than any request may be
+    /// taken. Returns how many were removed.
+    pub async fn sweep_orphan_data(&self, now: u64, idle: u64) -> Result<usize> {
+        let mut removed = 0;
+        for data in self.storage.list_upload_data().await? {
+            if now < data.modified.saturating_add(idle) || !valid_upload_id(&data.id) {
+                continue;
+            }
+            let _session = self.storage.lock_session(&data.id).await;
+            if self.storage.get(&keys::upload(&data.id)).await?.is_none() {
+                self.storage.upload_delete(&data.id, None).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes every session that has seen no request for `ttl` seconds at `now` (and any whose
-    /// state no longer parses). Returns how many sessions remain open.
+    /// state no longer parses), and upload data no session owns that has been idle as long.
+    /// Returns how many sessions remain open.
     pub async fn expire_uploads(&self, now: u64, ttl: u64, events: &mut Events) -> Result<usize> {
+        self.sweep_orphan_data(now, ttl).await?;
         let mut open = 0;
-        for id in self.storage.list(keys::UPLOADS_DIR).await? {
+        for id in self
+            .storage
+            .list(keys::UPLOADS_DIR, Freshness::Current)
+            .await?
+        {
             // Natively this waits for a request working on the session, which then has
             // refreshed its activity time.
             let _session = self.storage.lock_session(&id).await;

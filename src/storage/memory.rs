@@ -1,11 +1,18 @@
 //! Storage in memory: for tests, and a reference for what each primitive must do.
+//!
+//! It has no clock of its own: the times it records (a blob's `modified`, an upload's) come
+//! from the function given to [`MemoryStorage::with_clock`], and are 0 with
+//! [`MemoryStorage::new`], as the core's `Config::default()` clock is.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{Storage, StorageError, StorageResult, UploadWriter};
+use super::{
+    BlobInfo, BlobPage, Freshness, Storage, StorageError, StorageResult, UploadData, UploadWriter,
+};
 use crate::body::{Body, ByteStream};
 use crate::digest::Digest;
 
@@ -14,15 +21,18 @@ struct Inner {
     objects: BTreeMap<String, Bytes>,
     /// Bumped by every write of a key, for `put_if`.
     versions: HashMap<String, u64>,
-    blobs: HashMap<Digest, Bytes>,
-    uploads: HashMap<String, Vec<u8>>,
+    /// Each blob with when it was stored; ordered by digest, for `list_blobs`.
+    blobs: BTreeMap<Digest, (Bytes, u64)>,
+    /// Each upload's bytes with when they were last written.
+    uploads: HashMap<String, (Vec<u8>, u64)>,
 }
 
 type SessionLocks = Arc<Mutex<HashMap<String, Arc<futures_util::lock::Mutex<()>>>>>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStorage {
     inner: Arc<Mutex<Inner>>,
+    now: fn() -> u64,
     /// One lock per upload session in use, as the filesystem store has: the requests of one
     /// session are served one at a time.
     sessions: SessionLocks,
@@ -45,9 +55,35 @@ impl Drop for HeldSession {
     }
 }
 
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::with_clock(|| 0)
+    }
+}
+
 impl MemoryStorage {
+    /// An empty store that records every time as 0.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that records times (seconds since the Unix epoch) from `now`.
+    pub fn with_clock(now: fn() -> u64) -> Self {
+        MemoryStorage {
+            inner: Arc::default(),
+            now,
+            sessions: SessionLocks::default(),
+        }
+    }
+
+    /// The keys of everything stored: `meta/<key>` for small objects, `blobs/<digest>` and
+    /// `uploads/<id>` (for the storage suite's check that a delete leaves nothing behind).
+    pub fn stored_keys(&self) -> Vec<String> {
+        let inner = self.lock();
+        let objects = inner.objects.keys().map(|k| format!("meta/{k}"));
+        let blobs = inner.blobs.keys().map(|d| format!("blobs/{d}"));
+        let uploads = inner.uploads.keys().map(|id| format!("uploads/{id}"));
+        objects.chain(blobs).chain(uploads).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -113,7 +149,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    async fn list(&self, dir: &str) -> StorageResult<Vec<String>> {
+    async fn list(&self, dir: &str, _fresh: Freshness) -> StorageResult<Vec<String>> {
         let prefix = format!("{dir}/");
         let inner = self.lock();
         Ok(inner
@@ -128,7 +164,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
-        Ok(self.lock().blobs.get(digest).map(|b| b.len() as u64))
+        Ok(self.lock().blobs.get(digest).map(|(b, _)| b.len() as u64))
     }
 
     async fn blob_read(
@@ -138,7 +174,7 @@ impl Storage for MemoryStorage {
         len: u64,
     ) -> StorageResult<Option<Body>> {
         let inner = self.lock();
-        let Some(blob) = inner.blobs.get(digest) else {
+        let Some((blob, _)) = inner.blobs.get(digest) else {
             return Ok(None);
         };
         let start = (start as usize).min(blob.len());
@@ -147,7 +183,42 @@ impl Storage for MemoryStorage {
     }
 
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {
-        self.lock().blobs.insert(digest.clone(), data);
+        let now = (self.now)();
+        self.lock()
+            .blobs
+            .entry(digest.clone())
+            .or_insert((data, now));
+        Ok(())
+    }
+
+    async fn list_blobs(&self, cursor: Option<&str>, limit: usize) -> StorageResult<BlobPage> {
+        let after = match cursor {
+            Some(c) => Bound::Excluded(
+                Digest::parse(c).map_err(|_| StorageError(format!("not a blob cursor: {c}")))?,
+            ),
+            None => Bound::Unbounded,
+        };
+        let limit = limit.max(1);
+        let inner = self.lock();
+        let mut rest = inner.blobs.range((after, Bound::Unbounded));
+        let blobs: Vec<BlobInfo> = rest
+            .by_ref()
+            .take(limit)
+            .map(|(digest, (data, modified))| BlobInfo {
+                digest: digest.clone(),
+                size: data.len() as u64,
+                modified: *modified,
+            })
+            .collect();
+        let next = match (rest.next(), blobs.last()) {
+            (Some(_), Some(last)) => Some(last.digest.to_string()),
+            _ => None,
+        };
+        Ok(BlobPage { blobs, next })
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<()> {
+        self.lock().blobs.remove(digest);
         Ok(())
     }
 
@@ -172,7 +243,7 @@ impl Storage for MemoryStorage {
         _backend: Option<&str>,
     ) -> StorageResult<ByteStream> {
         let inner = self.lock();
-        let data = inner
+        let (data, _) = inner
             .uploads
             .get(id)
             .ok_or_else(|| StorageError(format!("upload {id} has no data")))?;
@@ -187,8 +258,9 @@ impl Storage for MemoryStorage {
         size: u64,
         _backend: Option<&str>,
     ) -> StorageResult<()> {
+        let now = (self.now)();
         let mut inner = self.lock();
-        let mut data = inner.uploads.remove(id).unwrap_or_default();
+        let (mut data, _) = inner.uploads.remove(id).unwrap_or_default();
         if inner.blobs.contains_key(digest) {
             return Ok(());
         }
@@ -198,13 +270,25 @@ impl Storage for MemoryStorage {
             )));
         }
         data.truncate(size as usize);
-        inner.blobs.insert(digest.clone(), Bytes::from(data));
+        inner.blobs.insert(digest.clone(), (Bytes::from(data), now));
         Ok(())
     }
 
     async fn upload_delete(&self, id: &str, _backend: Option<&str>) -> StorageResult<()> {
         self.lock().uploads.remove(id);
         Ok(())
+    }
+
+    async fn list_upload_data(&self) -> StorageResult<Vec<UploadData>> {
+        Ok(self
+            .lock()
+            .uploads
+            .iter()
+            .map(|(id, (_, modified))| UploadData {
+                id: id.clone(),
+                modified: *modified,
+            })
+            .collect())
     }
 }
 
@@ -224,8 +308,10 @@ impl UploadWriter for MemoryWriter {
     }
 
     async fn finish(self: Box<Self>) -> StorageResult<Option<String>> {
+        let now = (self.storage.now)();
         let mut inner = self.storage.lock();
-        let data = inner.uploads.entry(self.id.clone()).or_default();
+        let (data, modified) = inner.uploads.entry(self.id.clone()).or_default();
+        *modified = now;
         if data.len() < self.offset {
             return Err(StorageError(format!(
                 "upload {} is shorter than its offset",

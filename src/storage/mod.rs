@@ -7,9 +7,11 @@
 //! - **upload data**: the bytes of an open upload session, appended chunk by chunk.
 //!
 //! The registry logic (what to link where, in which order) lives in the core, so every backend
-//! only has to get these primitives right.
+//! only has to get these primitives right. [`suite`] checks them, the same way on every backend.
 
 pub mod memory;
+#[cfg(any(not(target_arch = "wasm32"), feature = "storage-suite"))]
+pub mod suite;
 
 use bytes::Bytes;
 
@@ -50,8 +52,14 @@ pub trait Storage: MaybeSendSync {
     async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool>;
     /// Removes a small object; removing one that is not there is not an error.
     async fn delete(&self, key: &str) -> StorageResult<()>;
-    /// The names of the small objects directly under `dir` (keys `dir/<name>`), in any order.
-    async fn list(&self, dir: &str) -> StorageResult<Vec<String>>;
+    /// The names of the small objects directly under `dir` (keys `dir/<name>`, not
+    /// `dir/<name>/<more>`), in any order, each once.
+    ///
+    /// With [`Freshness::Current`] the answer must reflect every write and delete that completed
+    /// before the call. With [`Freshness::Cached`] the backend may instead answer what a listing
+    /// of the same `dir` answered earlier, up to its cache lifetime ago (the Worker: the
+    /// `CATALOG_CACHE_TTL` var); a backend without a cache answers as for `Current`.
+    async fn list(&self, dir: &str, fresh: Freshness) -> StorageResult<Vec<String>>;
 
     /// The size of a stored blob, or `None`.
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
@@ -73,6 +81,24 @@ pub trait Storage: MaybeSendSync {
     }
     /// Stores a small blob (a manifest) whose digest the caller has verified.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()>;
+
+    /// One page of the stored blobs, in ascending order of digest (algorithm, then hex), with
+    /// the size [`Storage::blob_size`] gives and when each was stored.
+    ///
+    /// `cursor` is `None` for the first page, else the `next` of the previous page. A page holds
+    /// at most `limit` blobs (a `limit` of 0 is taken as 1) and may hold fewer, even none, while
+    /// more follow; only `next == None` marks the end. Walking from `None` to the end yields
+    /// every blob stored for the whole walk exactly once (a blob stored or deleted during the
+    /// walk may or may not appear). A cursor stays valid across processes and restarts, so the
+    /// walk may be spread over many invocations. What a cursor the backend did not make gives
+    /// is undefined (an error, or some page).
+    async fn list_blobs(&self, cursor: Option<&str>, limit: usize) -> StorageResult<BlobPage>;
+    /// Removes a blob and every byte stored for it (for an upload committed into place, the
+    /// upload's bytes too), so that afterwards [`Storage::blob_size`] and
+    /// [`Storage::blob_read`] answer `None` and [`Storage::list_blobs`] omits it. Removing a
+    /// blob that is not stored is not an error. A crash part-way may leave bytes that nothing
+    /// refers to, never a blob that is listed or sized but cannot be read.
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<()>;
 
     /// Holds off other requests on upload session `id` until the guard is dropped, so two
     /// chunks of one session are never received at once. Natively this is a lock in the
@@ -111,6 +137,51 @@ pub trait Storage: MaybeSendSync {
     ) -> StorageResult<()>;
     /// Removes the data of upload `id`.
     async fn upload_delete(&self, id: &str, backend: Option<&str>) -> StorageResult<()>;
+    /// The uploads that have bytes stored (written by an [`UploadWriter`] and neither committed
+    /// nor deleted since), each once, in any order, with when its bytes were last written (or,
+    /// where finding the newest write is costly, some write's time; see each backend).
+    /// Committed blobs are never listed here, even where their bytes stay where the upload put
+    /// them. `upload_delete(id, None)` must remove the bytes of a listed upload that the
+    /// backend can see. A backend may omit an upload whose bytes it cannot list (R2: one whose
+    /// bytes are all in parts of an unfinished multipart upload, which R2 aborts by itself).
+    async fn list_upload_data(&self) -> StorageResult<Vec<UploadData>>;
+}
+
+/// How current a [`Storage::list`] answer must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Reflects every write and delete completed before the call.
+    Current,
+    /// May be as old as the backend's listing cache allows; for listings that tolerate that
+    /// (the catalog).
+    Cached,
+}
+
+/// A stored blob, as [`Storage::list_blobs`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was stored, in seconds since the Unix epoch. Storing content that is already
+    /// there may keep the first time or take the new one: backends differ.
+    pub modified: u64,
+}
+
+/// One page of [`Storage::list_blobs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlobPage {
+    pub blobs: Vec<BlobInfo>,
+    /// The cursor of the next page, opaque; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// An upload with bytes stored, as [`Storage::list_upload_data`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadData {
+    pub id: String,
+    /// When its bytes were last written, in seconds since the Unix epoch.
+    pub modified: u64,
 }
 
 /// Held while a request works on an upload session (see [`Storage::lock_session`]).

@@ -3,6 +3,8 @@
 //! in the core.
 
 mod r2;
+#[cfg(feature = "storage-suite")]
+mod suite;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -137,6 +139,12 @@ impl Clock for DateClock {
     }
 }
 
+/// Seconds since the Unix epoch.
+#[cfg(feature = "storage-suite")]
+fn now() -> u64 {
+    DateClock.now()
+}
+
 /// The settings, read from the Worker's vars by the core's table. The Worker is
 /// `authenticated` unless AUTH_MODE says otherwise.
 fn settings(env: &Env) -> Result<Settings, String> {
@@ -204,14 +212,23 @@ fn access(env: &Env, settings: &Settings) -> Result<Arc<Access>, String> {
 /// is for the log only.
 fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
     let settings = settings(env).map_err(|e| format!("the settings are invalid: {e}"))?;
-    let bucket = env.bucket("BUCKET").map_err(|e| e.to_string())?;
-    let storage = R2Storage::new(bucket, env.kv("CACHE").ok(), settings.catalog_cache_ttl);
+    let storage = storage(env, &settings)?;
     let access =
         access(env, &settings).map_err(|e| format!("access control is misconfigured: {e}"))?;
     Ok(Registry::new(storage, settings)
         .with_access(access)
         .with_clock(Arc::new(DateClock))
         .with_chunk_min_length(r2::PART_SIZE as u64))
+}
+
+/// The R2 bucket, with the KV namespace caching listings for CATALOG_CACHE_TTL.
+fn storage(env: &Env, settings: &Settings) -> Result<R2Storage, String> {
+    let bucket = env.bucket("BUCKET").map_err(|e| e.to_string())?;
+    Ok(R2Storage::new(
+        bucket,
+        env.kv("CACHE").ok(),
+        settings.catalog_cache_ttl,
+    ))
 }
 
 #[event(fetch)]
@@ -223,6 +240,10 @@ pub async fn fetch(
     console_error_panic_hook::set_once();
     let method = req.inner().method();
     let path = req.path();
+    #[cfg(feature = "storage-suite")]
+    if path == suite::PATH && method == "POST" {
+        return suite::run(&env).await;
+    }
     let registry = match registry(&env) {
         Ok(r) => r,
         Err(e) => {

@@ -1,12 +1,19 @@
-//! Storage on R2 (everything that must be read back at once) with KV as a cache only.
+//! Storage on R2 (everything that must be read back at once) with KV as a cache only (of
+//! listings the core asks for with [`Freshness::Cached`]).
 //!
 //! Keys in the bucket:
 //! - `meta/<key>`: the small objects (links, tags, referrers, catalog, upload states);
-//! - `blobs/<alg>/<hex>`: a blob, either its bytes or, for a chunked upload, an empty object
-//!   whose custom metadata `location` names where its bytes are (so completing an upload never
-//!   copies them);
-//! - `data/<id>/parts`: the multipart object a chunked upload is assembled into;
+//! - `blobs/<alg>/<hex>`: a blob, either its bytes or, for a chunked upload of at least one
+//!   full part, an empty object whose custom metadata `location` names where its bytes are and
+//!   `size` their size (so completing an upload never copies its parts);
+//! - `parts/<id>`: the multipart object a chunked upload is assembled into (`data/<id>/parts`
+//!   for sessions and blobs from before this layout, still read);
 //! - `data/<id>/tail/<offset>-<random>`: the bytes of an upload past its last full part.
+//!
+//! So everything under `data/` is upload data that no blob uses: a chunked upload smaller than
+//! a part is copied from its tail to `blobs/` when committed (under [`PART_SIZE`], and read back
+//! once anyway when it is larger). Blobs committed before this layout may still point into
+//! `data/` (see [`Storage::list_upload_data`] below).
 //!
 //! R2 wants every part of a multipart upload but the last to have the same size, and clients
 //! send chunks of any size (docker sends a whole layer in one PATCH). So the writer re-chunks:
@@ -21,18 +28,23 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use worker::{Bucket, Conditional, KvStore, Range, UploadedPart};
+use worker::{Bucket, Conditional, Include, KvStore, Range, UploadedPart};
 
 use crate::body::{Body, BoxError, ByteStream};
 use crate::digest::{Algorithm, Digest};
-use crate::repo::keys::CATALOG_DIR;
-use crate::storage::{DirectPut, Storage, StorageError, StorageResult, UploadWriter};
+use crate::storage::{
+    BlobInfo, BlobPage, DirectPut, Freshness, Storage, StorageError, StorageResult, UploadData,
+    UploadWriter,
+};
 
 /// The size of every multipart part but the last: 10 MiB, so 10,000 parts hold 100 GiB.
 pub const PART_SIZE: usize = 10 * 1024 * 1024;
 /// R2's limit on the number of parts.
 const MAX_PARTS: usize = 10_000;
-const CATALOG_CACHE_KEY: &str = "catalog-v1";
+/// The most keys one R2 list call returns.
+const LIST_MAX: usize = 1000;
+/// KV's limit on the length of a key.
+const KV_KEY_MAX: usize = 512;
 
 fn err(e: impl std::fmt::Display) -> StorageError {
     StorageError(e.to_string())
@@ -41,6 +53,7 @@ fn err(e: impl std::fmt::Display) -> StorageError {
 #[derive(Clone)]
 pub struct R2Storage {
     bucket: Bucket,
+    /// Where `Cached` listings are kept, for `cache_ttl` seconds (0: not cached).
     cache: Option<KvStore>,
     cache_ttl: u64,
 }
@@ -51,6 +64,9 @@ struct UploadBackend {
     /// The R2 multipart upload id, once the first full part is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mp: Option<String>,
+    /// The key of the multipart upload (absent in sessions from before `parts/<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
     /// The etags of the parts written, in order.
     #[serde(default)]
     parts: Vec<String>,
@@ -81,6 +97,13 @@ impl UploadBackend {
             .clone()
             .unwrap_or_else(|| tail_key(id, &self.offset().to_string()))
     }
+
+    /// The key of the multipart upload.
+    fn parts_object(&self, id: &str) -> String {
+        self.key
+            .clone()
+            .unwrap_or_else(|| format!("data/{id}/parts"))
+    }
 }
 
 fn meta_key(key: &str) -> String {
@@ -91,12 +114,41 @@ fn blob_key(d: &Digest) -> String {
     format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
 }
 
+/// The digest a `blobs/` key names.
+fn blob_of_key(key: &str) -> Option<Digest> {
+    let (alg, hex) = key.strip_prefix("blobs/")?.split_once('/')?;
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
+/// Where a new chunked upload assembles its parts: outside `data/`, since it becomes the blob.
 fn parts_key(id: &str) -> String {
-    format!("data/{id}/parts")
+    format!("parts/{id}")
 }
 
 fn tail_key(id: &str, name: &str) -> String {
     format!("data/{id}/tail/{name}")
+}
+
+fn tails_prefix(id: &str) -> String {
+    format!("data/{id}/tail/")
+}
+
+/// The KV key of a cached listing of `dir`: the folder itself when KV takes a key that long.
+fn list_cache_key(dir: &str) -> String {
+    let key = format!("list-v1:{dir}");
+    if key.len() <= KV_KEY_MAX {
+        key
+    } else {
+        format!(
+            "list-v1#{}",
+            Digest::of(Algorithm::Sha256, dir.as_bytes()).hex()
+        )
+    }
+}
+
+/// Seconds since the Unix epoch of an R2 upload time.
+fn seconds(date: worker::Date) -> u64 {
+    date.as_millis() / 1000
 }
 
 fn empty_stream() -> ByteStream {
@@ -161,6 +213,37 @@ impl R2Storage {
         Ok(names)
     }
 
+    /// Every object under `prefix` (no delimiter), a page at a time, with its upload time.
+    async fn objects_under(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
+        let mut found = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = self.bucket.list().prefix(prefix);
+            if let Some(c) = cursor.take() {
+                q = q.cursor(c);
+            }
+            let page = q.execute().await.map_err(err)?;
+            for obj in page.objects() {
+                found.push((obj.key(), seconds(obj.uploaded())));
+            }
+            cursor = page.cursor().filter(|_| page.truncated());
+            if cursor.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The keys of every object in the bucket (for the storage suite).
+    #[cfg(feature = "storage-suite")]
+    pub(crate) async fn stored_keys(&self) -> StorageResult<Vec<String>> {
+        Ok(self
+            .objects_under("")
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> StorageResult<()> {
         let keys: Vec<String> = self
             .list_all(prefix, false)
@@ -184,7 +267,7 @@ impl R2Storage {
             // Never reached a full part: the tail object is the whole blob.
             return Ok(state.tail_object(id));
         };
-        let key = parts_key(id);
+        let key = state.parts_object(id);
         if self.bucket.head(&key).await.map_err(err)?.is_some() {
             return Ok(key);
         }
@@ -260,20 +343,21 @@ impl Storage for R2Storage {
         self.bucket.delete(meta_key(key)).await.map_err(err)
     }
 
-    async fn list(&self, dir: &str) -> StorageResult<Vec<String>> {
-        // The catalog is the one listing that may be a little stale: it is cached in KV.
+    async fn list(&self, dir: &str, fresh: Freshness) -> StorageResult<Vec<String>> {
+        // A listing that may be a little stale is served from KV, and kept there when listed.
         let cache = self
             .cache
             .as_ref()
-            .filter(|_| dir == CATALOG_DIR && self.cache_ttl > 0);
-        if let Some(kv) = cache {
-            if let Ok(Some(cached)) = kv.get(CATALOG_CACHE_KEY).json::<Vec<String>>().await {
+            .filter(|_| fresh == Freshness::Cached && self.cache_ttl > 0)
+            .map(|kv| (kv, list_cache_key(dir)));
+        if let Some((kv, key)) = &cache {
+            if let Ok(Some(cached)) = kv.get(key).json::<Vec<String>>().await {
                 return Ok(cached);
             }
         }
         let names = self.list_all(&format!("{}/", meta_key(dir)), true).await?;
-        if let Some(kv) = cache {
-            if let Ok(put) = kv.put(CATALOG_CACHE_KEY, &names) {
+        if let Some((kv, key)) = &cache {
+            if let Ok(put) = kv.put(key, &names) {
                 // KV takes at least 60 s; a failed cache write only costs the next list.
                 let _ = put.expiration_ttl(self.cache_ttl.max(60)).execute().await;
             }
@@ -325,6 +409,70 @@ impl Storage for R2Storage {
             .execute()
             .await
             .map_err(err)?;
+        Ok(())
+    }
+
+    async fn list_blobs(&self, cursor: Option<&str>, limit: usize) -> StorageResult<BlobPage> {
+        // The cursor is the key, less `blobs/`, of the last object looked at.
+        let limit = limit.max(1);
+        let mut blobs = Vec::new();
+        let mut last: Option<String> = cursor.map(|c| format!("blobs/{c}"));
+        let mut r2_cursor: Option<String> = None;
+        loop {
+            let want = (limit - blobs.len()).min(LIST_MAX) as u32;
+            let mut q = self
+                .bucket
+                .list()
+                .prefix("blobs/")
+                .limit(want)
+                .include(vec![Include::CustomMetadata]);
+            q = match (r2_cursor.take(), &last) {
+                (Some(c), _) => q.cursor(c),
+                (None, Some(after)) => q.start_after(after.clone()),
+                (None, None) => q,
+            };
+            let page = q.execute().await.map_err(err)?;
+            for obj in page.objects() {
+                let key = obj.key();
+                if let Some(digest) = blob_of_key(&key) {
+                    let meta = obj.custom_metadata().map_err(err)?;
+                    let size = match (meta.get("location"), meta.get("size")) {
+                        (Some(_), Some(size)) => size.parse().map_err(err)?,
+                        _ => obj.size(),
+                    };
+                    blobs.push(BlobInfo {
+                        digest,
+                        size,
+                        modified: seconds(obj.uploaded()),
+                    });
+                }
+                last = Some(key);
+            }
+            r2_cursor = page.cursor().filter(|_| page.truncated());
+            if r2_cursor.is_none() {
+                return Ok(BlobPage { blobs, next: None });
+            }
+            if blobs.len() >= limit {
+                let next = last.and_then(|k| k.strip_prefix("blobs/").map(str::to_string));
+                return Ok(BlobPage { blobs, next });
+            }
+        }
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<()> {
+        let key = blob_key(digest);
+        let Some(obj) = self.bucket.head(&key).await.map_err(err)? else {
+            return Ok(());
+        };
+        let meta = obj.custom_metadata().map_err(err)?;
+        // The pointer first: a crash before the bytes go leaves bytes nothing points to.
+        self.bucket.delete(&key).await.map_err(err)?;
+        if let Some(location) = meta.get("location") {
+            // Only ever an upload's object, never another blob.
+            if location.starts_with("parts/") || location.starts_with("data/") {
+                self.bucket.delete(location).await.map_err(err)?;
+            }
+        }
         Ok(())
     }
 
@@ -435,14 +583,27 @@ impl Storage for R2Storage {
             return self.upload_delete(id, backend).await;
         }
         let state = UploadBackend::decode(backend)?;
-        let location = self.assemble(id, &state).await?;
-        // Tails of earlier requests are no longer needed; the current one may be the blob.
-        for name in self.list_all(&format!("data/{id}/tail/"), false).await? {
-            let k = format!("data/{id}/tail/{name}");
-            if k != location {
-                self.bucket.delete(&k).await.map_err(err)?;
+        if state.mp.is_none() {
+            // Smaller than a part: the tail is the whole blob. It is copied to the blob's key
+            // (R2 checks the digest once more), so no blob keeps its bytes among upload data.
+            let mut data = self
+                .read_all(&state.tail_object(id))
+                .await?
+                .ok_or_else(|| err("upload tail is missing"))?;
+            if (data.len() as u64) < size {
+                return Err(err("upload data is shorter than its recorded size"));
             }
+            data.truncate(size as usize);
+            let checksum = hex::decode(digest.hex()).map_err(err)?;
+            let put = self.bucket.put(&key, data);
+            let put = match digest.algorithm() {
+                Algorithm::Sha256 => put.sha256(checksum),
+                Algorithm::Sha512 => put.sha512(checksum),
+            };
+            put.execute().await.map_err(err)?;
+            return self.delete_prefix(&tails_prefix(id)).await;
         }
+        let location = self.assemble(id, &state).await?;
         let meta = HashMap::from([
             ("location".to_string(), location),
             ("size".to_string(), size.to_string()),
@@ -455,17 +616,44 @@ impl Storage for R2Storage {
             .execute()
             .await
             .map_err(err)?;
-        Ok(())
+        // The tails are part of the assembled object now (a crash before this leaves them to
+        // the session's expiry).
+        self.delete_prefix(&tails_prefix(id)).await
     }
 
     async fn upload_delete(&self, id: &str, backend: Option<&str>) -> StorageResult<()> {
         let state = UploadBackend::decode(backend).unwrap_or_default();
         if let Some(mp) = &state.mp {
-            if let Ok(upload) = self.bucket.resume_multipart_upload(parts_key(id), mp) {
+            if let Ok(upload) = self
+                .bucket
+                .resume_multipart_upload(state.parts_object(id), mp)
+            {
                 let _ = upload.abort().await;
             }
         }
-        self.delete_prefix(&format!("data/{id}/tail/")).await
+        self.delete_prefix(&tails_prefix(id)).await
+    }
+
+    /// One walk of `data/` (a list call per 1,000 objects): an upload's time is its newest
+    /// tail's. Objects named `data/<id>/parts` are skipped: those are assembled uploads of the
+    /// old layout, which may be blobs. (A blob committed from a single tail before the current
+    /// layout points at that tail under `data/`: such a tail is listed here.)
+    async fn list_upload_data(&self) -> StorageResult<Vec<UploadData>> {
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        for (key, uploaded) in self.objects_under("data/").await? {
+            let Some((id, rest)) = key["data/".len()..].split_once('/') else {
+                continue;
+            };
+            if rest == "parts" {
+                continue;
+            }
+            let t = newest.entry(id.to_string()).or_default();
+            *t = (*t).max(uploaded);
+        }
+        Ok(newest
+            .into_iter()
+            .map(|(id, modified)| UploadData { id, modified })
+            .collect())
     }
 }
 
@@ -485,16 +673,19 @@ impl R2Writer {
             return Err(err("upload too large for R2 (10,000 parts)"));
         }
         let bucket = &self.storage.bucket;
-        let key = parts_key(&self.id);
         let upload = match &self.state.mp {
-            Some(mp) => bucket.resume_multipart_upload(&key, mp).map_err(err)?,
+            Some(mp) => bucket
+                .resume_multipart_upload(self.state.parts_object(&self.id), mp)
+                .map_err(err)?,
             None => {
+                let key = parts_key(&self.id);
                 let upload = bucket
                     .create_multipart_upload(&key)
                     .execute()
                     .await
                     .map_err(err)?;
                 self.state.mp = Some(upload.upload_id().await);
+                self.state.key = Some(key);
                 upload
             }
         };
