@@ -95,10 +95,18 @@ async fn one_gib_in_50_mib_patches_and_300_mib_in_one_patch() {
         .send()
         .await;
     r.expect(StatusCode::ACCEPTED);
-    c.put(&common::client::with_digest(&r.location(), &d))
-        .send()
-        .await
-        .expect(StatusCode::CREATED);
+    let complete = common::client::with_digest(&r.location(), &d);
+    let mut r = c.put(&complete).send().await;
+    if r.status == StatusCode::SERVICE_UNAVAILABLE && r.text().contains("restarted mid-request") {
+        // Under `wrangler dev` the workerd isolate restarts after a 300 MiB request body, and
+        // wrangler's proxy answers the next request with this 503 without passing it on (it
+        // says to send it again). Seen with this commit's Worker and with the previous one
+        // (a6cecba) alike; what the isolate runs out of is issue #16's to find. The PUT did not
+        // reach the Worker, so it is sent once more and must complete the upload.
+        eprintln!("300 MiB in one PATCH: the runtime restarted after it; sending the PUT again");
+        r = c.put(&complete).send().await;
+    }
+    r.expect(StatusCode::CREATED);
     report(&s, "300 MiB in one PATCH");
     pull_and_check(&c, &name, &d, len).await;
 }
