@@ -32,6 +32,8 @@ const WRITE_BATCH: usize = 1024 * 1024;
 
 type UploadLock = Held;
 
+use crate::storage::locks::{Held, Locks};
+
 #[derive(Clone)]
 pub struct FsStorage {
     root: Arc<PathBuf>,
@@ -43,38 +45,6 @@ pub struct FsStorage {
     sessions: Locks,
     /// One lock per key being written conditionally (`put_if`).
     conditional: Locks,
-}
-
-type Locks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
-
-/// A held per-id lock. Dropping it releases the lock and, when nobody else holds or waits for
-/// it, removes its entry, so the maps only ever hold ids in use.
-pub struct Held {
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-    locks: Locks,
-    id: String,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.id);
-        }
-    }
-}
-
-async fn lock_in(locks: &Locks, id: &str) -> Held {
-    let lock = {
-        let mut map = locks.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string()).or_default().clone()
-    };
-    Held {
-        guard: Some(lock.lock_owned().await),
-        locks: locks.clone(),
-        id: id.to_string(),
-    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -121,9 +91,9 @@ impl FsStorage {
         }
         Ok(FsStorage {
             root: Arc::new(root),
-            uploads: Arc::default(),
-            sessions: Arc::default(),
-            conditional: Arc::default(),
+            uploads: Locks::default(),
+            sessions: Locks::default(),
+            conditional: Locks::default(),
         })
     }
 
@@ -145,7 +115,7 @@ impl FsStorage {
     }
 
     async fn lock_upload(&self, id: &str) -> UploadLock {
-        lock_in(&self.uploads, id).await
+        self.uploads.lock(id).await
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -235,7 +205,7 @@ impl Storage for FsStorage {
     async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool> {
         // The version of a small object is the digest of its content; a lock per key makes the
         // compare and the write one step (within this process, which owns the folder).
-        let _held = lock_in(&self.conditional, key).await;
+        let _held = self.conditional.lock(key).await;
         match self.get(key).await? {
             Some(current) if content_version(&current) == version => {}
             _ => return Ok(false),
@@ -337,7 +307,7 @@ impl Storage for FsStorage {
     }
 
     async fn lock_session(&self, id: &str) -> Box<dyn crate::storage::SessionGuard> {
-        Box::new(lock_in(&self.sessions, id).await)
+        Box::new(self.sessions.lock(id).await)
     }
 
     async fn upload_writer(

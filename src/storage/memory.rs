@@ -27,32 +27,13 @@ struct Inner {
     uploads: HashMap<String, (Vec<u8>, u64)>,
 }
 
-type SessionLocks = Arc<Mutex<HashMap<String, Arc<futures_util::lock::Mutex<()>>>>>;
-
 #[derive(Clone)]
 pub struct MemoryStorage {
     inner: Arc<Mutex<Inner>>,
     now: fn() -> u64,
     /// One lock per upload session in use, as the filesystem store has: the requests of one
     /// session are served one at a time.
-    sessions: SessionLocks,
-}
-
-/// A held session lock; dropping it releases the lock and forgets it when nobody waits.
-struct HeldSession {
-    guard: Option<futures_util::lock::OwnedMutexGuard<()>>,
-    locks: SessionLocks,
-    id: String,
-}
-
-impl Drop for HeldSession {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.id);
-        }
-    }
+    sessions: super::locks::Locks,
 }
 
 impl Default for MemoryStorage {
@@ -72,7 +53,7 @@ impl MemoryStorage {
         MemoryStorage {
             inner: Arc::default(),
             now,
-            sessions: SessionLocks::default(),
+            sessions: super::locks::Locks::default(),
         }
     }
 
@@ -101,15 +82,7 @@ fn once(data: Bytes) -> ByteStream {
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Storage for MemoryStorage {
     async fn lock_session(&self, id: &str) -> Box<dyn super::SessionGuard> {
-        let lock = {
-            let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(id.to_string()).or_default().clone()
-        };
-        Box::new(HeldSession {
-            guard: Some(lock.lock_owned().await),
-            locks: self.sessions.clone(),
-            id: id.to_string(),
-        })
+        Box::new(self.sessions.lock(id).await)
     }
 
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {

@@ -9,6 +9,7 @@
 //! The registry logic (what to link where, in which order) lives in the core, so every backend
 //! only has to get these primitives right. [`suite`] checks them, the same way on every backend.
 
+pub mod locks;
 pub mod memory;
 #[cfg(any(not(target_arch = "wasm32"), feature = "storage-suite"))]
 pub mod suite;
