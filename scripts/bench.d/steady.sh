@@ -5,10 +5,14 @@
 # RUST_LOG=off) as POST + PUT with the whole body ("monolithic") and as PATCHes of
 # BENCH_STEADY_CHUNK_MIB (default 16) plus an empty PUT ("chunked"), alternating, BENCH_RUNS
 # times (default 7 here). The goal: chunked's median at least 90% of monolithic's, and no run of
-# either below 75% of its median; the status is 1 when it is not met.
+# either below 75% of its median; the status is 1 when ours does not meet it.
 #
 # BENCH_STEADY_BASELINE=path/to/edge-registry starts that binary too (say a build of the
-# previous commit) and interleaves it run by run with ours, for an A/B in the same run.
+# commit before a change: `git worktree add /tmp/base COMMIT`, `cargo build --release` there) and
+# interleaves it run by run with ours, for an A/B in the same run.
+#
+# The machine's other work shows in each run's "others busy" share (about 5-10% when quiet):
+# a run far below its median with others busy far above that was slowed by them; repeat.
 
 S_MIB=${BENCH_STEADY_MIB:-256}
 S_CHUNK_MIB=${BENCH_STEADY_CHUNK_MIB:-16}
