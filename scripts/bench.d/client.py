@@ -401,6 +401,97 @@ def cmd_upload(args):
         record(args.results, f"CPU time per GiB: {args.label}", "s/GiB", "lower", cpu)
 
 
+def busy_seconds():
+    """CPU seconds all processes have spent busy so far (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def cmd_steady(args):
+    """Monolithic (POST + PUT ?digest= with the whole body) against chunked (PATCHes of
+    --chunk bytes, then an empty PUT) uploads of one file, on one or more servers (--target
+    NAME=URL=ROOT[=PID], repeatable; with PID, also the server's CPU seconds per GiB), interleaved: each run uploads with every mode to every server
+    in turn, so background load drifts over all alike. Prints each upload's MB/s as it goes,
+    then per server and mode all runs, the median, the min, min/median; and chunked/monolithic
+    of the medians (--check: of the first server; any others are for comparison). With a PID, each run also shows how busy other processes kept the cores
+    meanwhile (all CPU time from /proc/stat less the server's and this client's; about 5-10%
+    even on a quiet machine: kernel threads, softirq), so runs slowed by others stand out. With --check, exits 1 unless every server's chunked median is at least
+    --want-ratio of its monolithic median and no run of either falls below --floor of its
+    mode's median."""
+    size = os.path.getsize(args.file)
+    servers = []
+    for t in args.target:
+        name, url, root, *pid = t.split("=", 3)
+        servers.append((name, url, root, pid_list(pid[0] if pid else "")))
+    modes = (("monolithic", "postput"), (f"chunked {args.chunk >> 20} MiB", "chunked"))
+    runs = {(n, m): [] for n, *_ in servers for m, _ in modes}
+    cpu = {(n, m): [] for n, *_ in servers for m, _ in modes}
+    busy = {(n, m): [] for n, *_ in servers for m, _ in modes}
+    for i in range(args.runs):
+        for name, url, root, pids in servers:
+            for label, mode in modes:
+                before, all_before, own_before = cpu_seconds(pids), busy_seconds(), os.times()
+                dt = push(url, args.repo, args.file, args.digest, mode, args.chunk)
+                server = cpu_seconds(pids) - before
+                own = sum(os.times()[:2]) - sum(own_before[:2])
+                cpu[(name, label)].append(server / (size / 2**30))
+                forget(root, args.digest.split(":", 1)[1])
+                mbps = size / dt / 1e6
+                runs[(name, label)].append(mbps)
+                # The CPU other processes took meanwhile (a share of all cores), when the
+                # server's processes are known: a run that was slowed by others shows it.
+                others = ""
+                if pids and all_before is not None:
+                    taken = busy_seconds() - all_before - server - own
+                    share = max(0.0, taken) / dt / (os.cpu_count() or 1)
+                    busy[(name, label)].append(share)
+                    others = f" (others busy {share:.0%})"
+                print(
+                    f"run {i + 1}: {name} {label}: {mbps:.0f} MB/s{others}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    ok = True
+    for i, (name, _u, _r, pids) in enumerate(servers):
+        # Only the first server is checked; the others are there to compare with.
+        checked = i == 0
+        med = {}
+        for label, _ in modes:
+            xs = runs[(name, label)]
+            med[label] = statistics.median(xs)
+            lo = min(xs)
+            steady = lo >= args.floor * med[label]
+            ok &= steady or not checked
+            cpu_txt = ""
+            if pids:
+                cpu_txt = f"; server CPU {statistics.median(cpu[(name, label)]):.2f} s/GiB (median)"
+            if busy[(name, label)]:
+                shares = " ".join(f"{x:.0%}" for x in busy[(name, label)])
+                cpu_txt += f"; others busy per run {shares}"
+            print(
+                f"{name} {label} (MB/s): runs {' '.join(f'{x:.0f}' for x in xs)}; "
+                f"median {med[label]:.0f}, min {lo:.0f}, min/median {lo / med[label]:.2f}"
+                f"{'' if steady else f' (below {args.floor:.2f})'}{cpu_txt}",
+                flush=True,
+            )
+        (mono, _), (chunked, _) = modes
+        r = med[chunked] / med[mono]
+        ok &= r >= args.want_ratio or not checked
+        print(
+            f"{name} {chunked} / {mono} (medians): {r:.2f}"
+            f"{'' if r >= args.want_ratio else f' (below {args.want_ratio:.2f})'}",
+            flush=True,
+        )
+    if args.check and not ok:
+        sys.exit(1)
+
+
 def cmd_download(args):
     size = os.path.getsize(args.file)
     runs = {}
@@ -675,6 +766,18 @@ def main():
     sp.add_argument("--ours-pids", help="processes whose CPU time to count, comma-separated")
     sp.add_argument("--ref-pids", help="processes whose CPU time to count, comma-separated")
     sp.set_defaults(fn=cmd_upload)
+
+    sp = sub.add_parser("steady")
+    sp.add_argument("--target", action="append", required=True, help="NAME=URL=ROOT[=PID]")
+    sp.add_argument("--repo", required=True)
+    sp.add_argument("--file", required=True)
+    sp.add_argument("--digest", required=True)
+    sp.add_argument("--chunk", type=int, default=16 << 20)
+    sp.add_argument("--runs", type=int, default=7)
+    sp.add_argument("--want-ratio", type=float, default=0.90)
+    sp.add_argument("--floor", type=float, default=0.75)
+    sp.add_argument("--check", action="store_true", help="exit 1 when the goal is not met")
+    sp.set_defaults(fn=cmd_steady)
 
     sp = sub.add_parser("download")
     common(sp)

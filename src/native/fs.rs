@@ -27,8 +27,13 @@ use crate::storage::{
 const READ_CHUNK: usize = 1024 * 1024;
 /// Blobs up to this size are read whole and inline (manifests, configs).
 const SMALL_READ: u64 = 64 * 1024;
-/// How much upload data is gathered before one write to disk.
+/// How much upload data is gathered, at most, while a write to disk is in flight, before the
+/// next write waits for it.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// How much upload data an idle disk is handed at once: less waits for more to come (or for
+/// the end of the request), so a body that arrives in small pieces does not cost a trip to the
+/// blocking pool for each.
+const WRITE_EAGER: usize = 128 * 1024;
 
 type UploadLock = Held;
 
@@ -318,26 +323,27 @@ impl Storage for FsStorage {
     ) -> StorageResult<Box<dyn UploadWriter>> {
         let lock = self.lock_upload(id).await;
         let path = self.upload_path(id);
-        let file = blocking(move || {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)?;
-            let len = f.metadata()?.len();
-            if len < offset {
-                return Err(io::Error::other(
-                    "upload data is shorter than its recorded offset",
-                ));
-            }
-            if len > offset {
-                // Left by a request that failed half-way: not part of the upload.
-                f.set_len(offset)?;
-            }
-            f.seek(SeekFrom::Start(offset))?;
-            Ok(f)
-        })
-        .await?;
+        // Opened inline, like the small reads: a hop to the blocking pool costs more than the
+        // open itself, and far more when the CPUs are busy (a thread has to be woken and wait
+        // for one). A tail to cut (rare) may free many blocks: that goes to the pool.
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len < offset {
+            return Err(io::Error::other("upload data is shorter than its recorded offset").into());
+        }
+        if len > offset {
+            // Left by a request that failed half-way: not part of the upload.
+            file = blocking(move || {
+                file.set_len(offset)?;
+                Ok(file)
+            })
+            .await?;
+        }
+        file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(FsWriter {
             file: Some((file, lock)),
             in_flight: None,
@@ -496,8 +502,10 @@ fn list_blob_files(root: &Path, after: Option<&Digest>, limit: usize) -> io::Res
     Ok(BlobPage { blobs, next: None })
 }
 
-/// Appends to an upload's data file, a batch at a time, on the blocking pool. A batch is
-/// written while the next one is received and hashed: at most one write is in flight.
+/// Appends to an upload's data file on the blocking pool, at most one write in flight. The
+/// core hands over each piece of a request body before it hashes it: an idle disk starts on it
+/// at once, so it is written while it is hashed, and the end of a request waits for little
+/// more than its last piece; while a write is in flight, pieces gather into the next batch.
 struct FsWriter {
     /// The file, and the upload's lock, which travel with the write in flight.
     file: Option<(File, UploadLock)>,
@@ -544,20 +552,31 @@ impl UploadWriter for FsWriter {
     async fn write(&mut self, chunk: Bytes) -> StorageResult<()> {
         self.pending_len += chunk.len();
         self.pending.push(chunk);
-        if self.pending_len >= WRITE_BATCH {
+        // An idle disk gets the bytes at once (they are then written while the caller hashes
+        // them); a busy one gets them as a batch once its write is done.
+        let idle = self.in_flight.as_ref().is_none_or(|h| h.is_finished());
+        if (idle && self.pending_len >= WRITE_EAGER) || self.pending_len >= WRITE_BATCH {
             self.flush().await?;
         }
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> StorageResult<Option<String>> {
-        self.flush().await?;
         self.settle().await?;
-        let (file, lock) = self
+        let (mut file, lock) = self
             .file
             .take()
             .ok_or_else(|| StorageError("writer already failed".into()))?;
-        blocking(move || file.sync_data()).await?;
+        let batch = std::mem::take(&mut self.pending);
+        // The last batch and the sync in one trip to the blocking pool. Only once this has
+        // returned are the bytes durable, and may the session's state say so.
+        blocking(move || {
+            for chunk in &batch {
+                file.write_all(chunk)?;
+            }
+            file.sync_data()
+        })
+        .await?;
         drop(lock);
         Ok(None)
     }

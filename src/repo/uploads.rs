@@ -37,6 +37,12 @@ pub struct At {
     pub limits: Limits,
 }
 
+/// A request body is written and hashed in pieces of at most this size (a read from the
+/// socket natively hands over up to 4 MiB at once). Each piece goes to the writer before it is
+/// hashed, so a backend that writes on another thread writes it meanwhile, and a request
+/// ends about one piece's write after its last byte is hashed, not one read's.
+const PIECE: usize = 512 * 1024;
+
 /// The range header for a session holding `offset` bytes.
 pub fn range_value(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
@@ -207,8 +213,15 @@ impl<S: Storage> Store<S> {
                     Error::new(ErrorCode::SizeInvalid).with_message("body longer than declared"),
                 ));
             }
-            hasher.update(&chunk);
-            writer.write(chunk).await.map_err(|e| closing(e.into()))?;
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let piece = rest.split_to(rest.len().min(PIECE));
+                writer
+                    .write(piece.clone())
+                    .await
+                    .map_err(|e| closing(e.into()))?;
+                hasher.update(&piece);
+            }
         }
         if expected.is_some_and(|e| n != e) {
             return Err(
