@@ -27,7 +27,6 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use serde::{Deserialize, Serialize};
 use worker::{Bucket, Conditional, Include, KvStore, Range, UploadedPart};
 
 use crate::body::{Body, BoxError, ByteStream};
@@ -36,6 +35,10 @@ use crate::storage::{
     BlobInfo, BlobPage, DirectPut, Freshness, Storage, StorageError, StorageResult, UploadData,
     UploadWriter,
 };
+
+mod writer;
+
+use writer::{R2Writer, UploadBackend};
 
 /// The size of every multipart part but the last: 10 MiB, so 10,000 parts hold 100 GiB.
 pub const PART_SIZE: usize = 10 * 1024 * 1024;
@@ -56,54 +59,6 @@ pub struct R2Storage {
     /// Where `Cached` listings are kept, for `cache_ttl` seconds (0: not cached).
     cache: Option<KvStore>,
     cache_ttl: u64,
-}
-
-/// What a chunked upload keeps between requests (in the session's `backend` field).
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct UploadBackend {
-    /// The R2 multipart upload id, once the first full part is written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mp: Option<String>,
-    /// The key of the multipart upload (absent in sessions from before `parts/<id>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    /// The etags of the parts written, in order.
-    #[serde(default)]
-    parts: Vec<String>,
-    /// Bytes in the tail object.
-    #[serde(default)]
-    tail: u64,
-    /// The tail object's key. Each request writes a tail of its own, so a request that loses a
-    /// race on the session never overwrites the tail that the session's state names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tail_key: Option<String>,
-}
-
-impl UploadBackend {
-    fn decode(raw: Option<&str>) -> StorageResult<Self> {
-        match raw {
-            None => Ok(Self::default()),
-            Some(s) => serde_json::from_str(s).map_err(err),
-        }
-    }
-
-    fn offset(&self) -> u64 {
-        self.parts.len() as u64 * PART_SIZE as u64 + self.tail
-    }
-
-    /// The key of the current tail object.
-    fn tail_object(&self, id: &str) -> String {
-        self.tail_key
-            .clone()
-            .unwrap_or_else(|| tail_key(id, &self.offset().to_string()))
-    }
-
-    /// The key of the multipart upload.
-    fn parts_object(&self, id: &str) -> String {
-        self.key
-            .clone()
-            .unwrap_or_else(|| format!("data/{id}/parts"))
-    }
 }
 
 fn meta_key(key: &str) -> String {
@@ -654,79 +609,5 @@ impl Storage for R2Storage {
             .into_iter()
             .map(|(id, modified)| UploadData { id, modified })
             .collect())
-    }
-}
-
-/// Re-chunks an upload's incoming bytes into equal R2 parts, keeping the rest as its tail.
-struct R2Writer {
-    storage: R2Storage,
-    id: String,
-    state: UploadBackend,
-    buffer: Vec<u8>,
-}
-
-impl R2Writer {
-    /// Uploads the full buffer as the next part. The buffer keeps one fixed capacity, so
-    /// memory stays flat (about two parts) whatever the size of the blob or of the requests.
-    async fn upload_part(&mut self) -> StorageResult<()> {
-        if self.state.parts.len() + 1 >= MAX_PARTS {
-            return Err(err("upload too large for R2 (10,000 parts)"));
-        }
-        let bucket = &self.storage.bucket;
-        let upload = match &self.state.mp {
-            Some(mp) => bucket
-                .resume_multipart_upload(self.state.parts_object(&self.id), mp)
-                .map_err(err)?,
-            None => {
-                let key = parts_key(&self.id);
-                let upload = bucket
-                    .create_multipart_upload(&key)
-                    .execute()
-                    .await
-                    .map_err(err)?;
-                self.state.mp = Some(upload.upload_id().await);
-                self.state.key = Some(key);
-                upload
-            }
-        };
-        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
-        let number = self.state.parts.len() as u16 + 1;
-        let uploaded = upload.upload_part(number, part).await.map_err(err)?;
-        self.state.parts.push(uploaded.etag());
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait(?Send)]
-impl UploadWriter for R2Writer {
-    async fn write(&mut self, chunk: Bytes) -> StorageResult<()> {
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            let take = (PART_SIZE - self.buffer.len()).min(rest.len());
-            self.buffer.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.buffer.len() == PART_SIZE {
-                self.upload_part().await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self: Box<Self>) -> StorageResult<Option<String>> {
-        self.state.tail = self.buffer.len() as u64;
-        self.state.tail_key = None;
-        if !self.buffer.is_empty() {
-            let name = format!("{}-{}", self.state.offset(), crate::upload::new_upload_id());
-            let key = tail_key(&self.id, &name);
-            self.state.tail_key = Some(key.clone());
-            let data = std::mem::take(&mut self.buffer);
-            self.storage
-                .bucket
-                .put(key, data)
-                .execute()
-                .await
-                .map_err(err)?;
-        }
-        serde_json::to_string(&self.state).map(Some).map_err(err)
     }
 }
