@@ -1,10 +1,16 @@
-//! Large pushes, pulled back and checked: a 1 GiB blob in 50 MiB PATCHes, and a 300 MiB blob
-//! in a single PATCH (as docker sends a layer). Prints the server's peak RSS after each, which
-//! must stay flat: bodies stream, nothing holds a whole blob. Runs against the native server,
-//! or `EDGE_REGISTRY_URL` (with `EDGE_REGISTRY_PID` naming workerd for the RSS figure).
+//! Large pushes, pulled back and checked: a 1 GiB blob in 50 MiB PATCHes, a 300 MiB blob in a
+//! single PATCH (as docker sends a layer), and 8 clients at once pushing 200 MiB blobs chunked,
+//! then monolithic, then pulling them. Prints the server's peak RSS after each, which must stay
+//! flat: bodies stream, nothing holds a whole blob. Runs against the native server, or
+//! `EDGE_REGISTRY_URL` (with `EDGE_REGISTRY_PID` naming workerd for the RSS figure).
+//!
+//! The Worker run with the var `EXPOSE_MEMORY=1` reports its wasm memory (the isolate's
+//! high-water mark) in the header `Edge-Registry-Wasm-Memory` of every response: each phase
+//! then asserts it stays under [`WASM_LIMIT`], with 8 uploads in one isolate included.
 
 mod common;
 
+use common::client::Response;
 use common::content::{self, MIB};
 use common::{repo, Client, Server};
 use edge_registry::digest::{Algorithm, Hasher};
@@ -29,6 +35,26 @@ async fn pull_and_check(c: &Client, name: &str, d: &str, len: u64) {
     }
     assert_eq!(n, len);
     assert_eq!(h.finish().to_string(), d);
+}
+
+/// What the Worker's wasm memory must stay under, whatever the concurrency (issue #16).
+const WASM_LIMIT: u64 = 32 * 1024 * 1024;
+/// What the native server's peak RSS must stay under with 8 uploads of 200 MiB at once.
+const NATIVE_RSS_LIMIT_KIB: u64 = 256 * 1024;
+
+/// The Worker's wasm memory as the response reports it (`EXPOSE_MEMORY=1`), checked against
+/// [`WASM_LIMIT`]; `None` from a server that does not report it.
+fn wasm_memory(what: &str, r: &common::client::Response) -> Option<u64> {
+    let bytes: u64 = r.header("edge-registry-wasm-memory")?.parse().unwrap();
+    println!(
+        "{what}: Worker wasm memory {:.1} MiB",
+        bytes as f64 / MIB as f64
+    );
+    assert!(
+        bytes < WASM_LIMIT,
+        "{what}: the Worker's wasm memory grew to {bytes} bytes"
+    );
+    Some(bytes)
 }
 
 fn report(s: &Server, what: &str) {
@@ -69,10 +95,9 @@ async fn one_gib_in_50_mib_patches_and_300_mib_in_one_patch() {
         loc = r.location();
         offset += this;
     }
-    c.put(&common::client::with_digest(&loc, &d))
-        .send()
-        .await
-        .expect(StatusCode::CREATED);
+    let r = c.put(&common::client::with_digest(&loc, &d)).send().await;
+    r.expect(StatusCode::CREATED);
+    wasm_memory("1 GiB in 50 MiB PATCHes", &r);
     report(&s, "1 GiB in 50 MiB PATCHes");
     if let (Some(before), Some(after)) = (cpu, s.cpu_seconds()) {
         println!(
@@ -107,6 +132,100 @@ async fn one_gib_in_50_mib_patches_and_300_mib_in_one_patch() {
         r = c.put(&complete).send().await;
     }
     r.expect(StatusCode::CREATED);
+    wasm_memory("300 MiB in one PATCH", &r);
     report(&s, "300 MiB in one PATCH");
     pull_and_check(&c, &name, &d, len).await;
+}
+
+/// Pushes `len` bytes of `seed` in PATCHes of `chunk` (one PATCH when `chunk >= len`) and
+/// completes the upload; returns the last response.
+async fn push_chunked(c: &Client, name: &str, seed: u64, len: u64, chunk: u64) -> Response {
+    let d = content::digest(seed, len);
+    let mut loc = c.start_upload(name).await;
+    let mut offset = 0;
+    while offset < len {
+        let this = chunk.min(len - offset);
+        let r = c
+            .patch(&loc)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", this)
+            .header("Content-Range", format!("{}-{}", offset, offset + this - 1))
+            .stream(content::stream(seed, offset, this))
+            .send()
+            .await;
+        r.expect(StatusCode::ACCEPTED);
+        loc = r.location();
+        offset += this;
+    }
+    let r = c.put(&common::client::with_digest(&loc, &d)).send().await;
+    r.expect(StatusCode::CREATED);
+    r
+}
+
+/// Pushes `len` bytes of `seed` in one POST + PUT with the whole body.
+async fn push_monolithic(c: &Client, name: &str, seed: u64, len: u64) -> Response {
+    let d = content::digest(seed, len);
+    let loc = c.start_upload(name).await;
+    let r = c
+        .put(&common::client::with_digest(&loc, &d))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Length", len)
+        .stream(content::stream(seed, 0, len))
+        .send()
+        .await;
+    r.expect(StatusCode::CREATED);
+    r
+}
+
+/// The largest wasm memory any of `responses` reports, checked; `None` natively.
+fn wasm_high_water(what: &str, responses: &[Response]) -> Option<u64> {
+    responses.iter().filter_map(|r| wasm_memory(what, r)).max()
+}
+
+/// Natively the server's peak RSS must stay under [`NATIVE_RSS_LIMIT_KIB`].
+fn check_native_rss(s: &Server, what: &str) {
+    report(s, what);
+    if std::env::var_os("EDGE_REGISTRY_URL").is_none() {
+        for (pid, kib) in s.peak_rss_kib() {
+            assert!(
+                kib < NATIVE_RSS_LIMIT_KIB,
+                "{what}: the server (pid {pid}) reached {kib} KiB"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn eight_clients_at_once_push_and_pull_200_mib_each() {
+    const CLIENTS: u64 = 8;
+    let s = Server::start();
+    let c = Client::of(&s);
+    let name = repo("large-concurrent");
+    let mib = MIB as u64;
+    let len = 200 * mib;
+
+    // 8 chunked pushes in 50 MiB PATCHes, at once (one isolate under `wrangler dev`).
+    let pushes = (0..CLIENTS).map(|i| push_chunked(&c, &name, 100 + i, len, 50 * mib));
+    let done = futures_util::future::join_all(pushes).await;
+    wasm_high_water("8 chunked pushes of 200 MiB at once", &done);
+    check_native_rss(&s, "8 chunked pushes of 200 MiB at once");
+
+    // 8 monolithic pushes (POST, then PUT with the whole body), at once.
+    let pushes = (0..CLIENTS).map(|i| push_monolithic(&c, &name, 200 + i, len));
+    let done = futures_util::future::join_all(pushes).await;
+    wasm_high_water("8 monolithic pushes of 200 MiB at once", &done);
+    check_native_rss(&s, "8 monolithic pushes of 200 MiB at once");
+
+    // 8 pulls of what the chunked pushes stored, at once, each checked as it streams.
+    let pulls = (0..CLIENTS).map(|i| {
+        let (c, name) = (c.clone(), name.clone());
+        async move {
+            let d = content::digest(100 + i, len);
+            pull_and_check(&c, &name, &d, len).await;
+        }
+    });
+    futures_util::future::join_all(pulls).await;
+    let r = c.get("/v2/").send().await;
+    wasm_memory("8 pulls of 200 MiB at once", &r);
+    check_native_rss(&s, "8 pulls of 200 MiB at once");
 }

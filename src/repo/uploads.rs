@@ -195,6 +195,9 @@ impl<S: Storage> Store<S> {
             .storage
             .upload_writer(id, state.offset, state.backend.as_deref())
             .await?;
+        if let Some(len) = expected {
+            writer.declared_length(len);
+        }
         let mut stream = std::mem::replace(body, Body::Empty).into_stream();
         let mut n: u64 = 0;
         while let Some(chunk) = stream.next().await {

@@ -203,6 +203,14 @@ pub enum DirectPut {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait UploadWriter: MaybeSend {
+    /// Tells the writer, before the first [`UploadWriter::write`], how many bytes this request
+    /// brings (its declared length), when the core knows it. A backend may use it to stream
+    /// into fixed-size pieces instead of buffering them (R2); the default ignores it. The core
+    /// never writes more than declared, and a request that brings fewer fails before
+    /// [`UploadWriter::finish`].
+    fn declared_length(&mut self, len: u64) {
+        let _ = len;
+    }
     async fn write(&mut self, chunk: Bytes) -> StorageResult<()>;
     /// Makes what was written durable. Returns the backend's state for this upload, which the
     /// core keeps in the session and hands back to the next call.

@@ -261,7 +261,22 @@ pub async fn fetch(
             cause.0
         );
     }
-    from_core(outcome.response)
+    let mut resp = from_core(outcome.response)?;
+    if var(&env, "EXPOSE_MEMORY").as_deref() == Some("1") {
+        resp.headers_mut()
+            .set(MEMORY_HEADER, &wasm_memory().to_string())?;
+    }
+    Ok(resp)
+}
+
+/// The response header that reports [`wasm_memory`] when the var `EXPOSE_MEMORY` is `"1"`.
+const MEMORY_HEADER: &str = "edge-registry-wasm-memory";
+
+/// The size of this isolate's wasm linear memory, in bytes. It only ever grows, so it is the
+/// high-water mark of everything the wasm side has held at once, over all the requests the
+/// isolate has served.
+fn wasm_memory() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65536
 }
 
 /// The cron trigger (wrangler.toml `[triggers]`): expires stale upload sessions.

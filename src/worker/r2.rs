@@ -476,20 +476,7 @@ impl Storage for R2Storage {
         if state.offset() != offset {
             return Err(err("upload state does not match its offset"));
         }
-        let mut buffer = Vec::with_capacity(PART_SIZE);
-        if state.tail > 0 {
-            let tail = self
-                .read_all(&state.tail_object(id))
-                .await?
-                .ok_or_else(|| err("upload tail is missing"))?;
-            buffer.extend_from_slice(&tail);
-        }
-        Ok(Box::new(R2Writer {
-            storage: self.clone(),
-            id: id.to_string(),
-            state,
-            buffer,
-        }))
+        Ok(Box::new(R2Writer::new(self.clone(), id, state)))
     }
 
     async fn upload_read(

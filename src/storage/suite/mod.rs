@@ -129,7 +129,15 @@ pub async fn run<S: Storage + Inspect + ?Sized>(s: &S, now: fn() -> u64) -> Repo
     report.push("list_cached", list_cached(&cx).await);
     report.push("blob_put_read_ranges", blob_put_read_ranges(&cx).await);
     report.push("upload_small", upload_small(&cx).await);
-    report.push("upload_large", upload_large(&cx).await);
+    report.push("upload_large", upload_large(&cx, Declare::Never).await);
+    report.push(
+        "upload_large_declared",
+        upload_large(&cx, Declare::Always).await,
+    );
+    report.push(
+        "upload_large_some_declared",
+        upload_large(&cx, Declare::Alternate).await,
+    );
     report.push(
         "upload_read_then_commit",
         upload_read_then_commit(&cx).await,
@@ -146,6 +154,25 @@ pub async fn run<S: Storage + Inspect + ?Sized>(s: &S, now: fn() -> u64) -> Repo
     report.push("blob_delete", blob_delete(&cx).await);
     report.push("blob_delete_chunked", blob_delete_chunked(&cx).await);
     report
+}
+
+/// Which requests of an upload declare their length to the writer.
+#[derive(Clone, Copy)]
+enum Declare {
+    Never,
+    Always,
+    /// Every other one, from the first.
+    Alternate,
+}
+
+impl Declare {
+    fn picks(self, request: usize) -> bool {
+        match self {
+            Declare::Never => false,
+            Declare::Always => true,
+            Declare::Alternate => request.is_multiple_of(2),
+        }
+    }
 }
 
 /// What every check works with.
@@ -185,6 +212,20 @@ impl<S: Storage + Inspect + ?Sized> Cx<'_, S> {
         requests: &[usize],
         chunk: usize,
     ) -> Result<Option<String>, Fail> {
+        self.upload_declaring(id, data, requests, chunk, Declare::Never)
+            .await
+    }
+
+    /// [`Cx::upload`], telling the writer the length of the requests `declare` picks, as the
+    /// core does when a request has a `Content-Length`.
+    async fn upload_declaring(
+        &self,
+        id: &str,
+        data: &[u8],
+        requests: &[usize],
+        chunk: usize,
+        declare: Declare,
+    ) -> Result<Option<String>, Fail> {
         let mut backend: Option<String> = None;
         let mut offset = 0;
         let mut sizes = requests.to_vec();
@@ -196,11 +237,14 @@ impl<S: Storage + Inspect + ?Sized> Cx<'_, S> {
         if sent < data.len() {
             sizes.push(data.len() - sent);
         }
-        for size in sizes {
+        for (i, size) in sizes.into_iter().enumerate() {
             let mut w = self
                 .s
                 .upload_writer(id, offset as u64, backend.as_deref())
                 .await?;
+            if declare.picks(i) {
+                w.declared_length(size as u64);
+            }
             write_chunks(&mut *w, &data[offset..offset + size], chunk).await?;
             backend = w.finish().await?;
             offset += size;

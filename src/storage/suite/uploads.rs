@@ -36,20 +36,29 @@ pub(super) async fn upload_small<S: Storage + Inspect + ?Sized>(cx: &Cx<'_, S>) 
     Ok(String::new())
 }
 
-pub(super) async fn upload_large<S: Storage + Inspect + ?Sized>(cx: &Cx<'_, S>) -> Outcome {
+pub(super) async fn upload_large<S: Storage + Inspect + ?Sized>(
+    cx: &Cx<'_, S>,
+    declare: Declare,
+) -> Outcome {
     let s = cx.s;
     let id = crate::upload::new_upload_id();
-    // Over two parts; requests that end inside a part, cross parts, and fill exactly up to one.
-    let len = 2 * PART + 123_457;
+    // Over three parts; requests that end inside a part, cross parts, and fill exactly up to one.
+    let len = 3 * PART + 123_457;
     let data = cx.content(20, len);
     let d = sha256(&data);
+    // Requests of every kind: inside a part, up to its end exactly, across a part, a single
+    // byte, none, and one that completes two parts at once.
     let requests = [
         3 * 1024 * 1024 + 17,
         PART - (3 * 1024 * 1024 + 17),
-        PART + 1000,
+        1000,
+        0,
         1,
+        2 * PART - 500,
     ];
-    let backend = cx.upload(&id, &data, &requests, 1024 * 1024 + 5).await?;
+    let backend = cx
+        .upload_declaring(&id, &data, &requests, 1024 * 1024 + 5, declare)
+        .await?;
     s.upload_commit(&id, &d, len as u64, backend.as_deref())
         .await?;
     let (p, n) = (PART as u64, len as u64);
