@@ -150,10 +150,8 @@ async fn metrics_count_a_known_sequence_exactly() {
         .send()
         .await
         .expect(StatusCode::OK);
-    c.get(&format!("/v2/{repo}/manifests/v2"))
-        .send()
-        .await
-        .expect(StatusCode::NOT_FOUND);
+    let missing = c.get(&format!("/v2/{repo}/manifests/v2")).send().await;
+    missing.expect(StatusCode::NOT_FOUND);
     Client::http(&server.url)
         .basic(("alice", "wrong-password"))
         .get("/v2/")
@@ -204,9 +202,10 @@ async fn metrics_count_a_known_sequence_exactly() {
     let bytes =
         |dir: &str, op: &str| s.get(&format!("edge_registry_{dir}_bytes_total{{op=\"{op}\"}}"));
     assert_eq!(bytes("request", "manifest.put"), manifest.len() as f64);
+    // Error bodies count too.
     assert_eq!(
         bytes("response", "manifest.get"),
-        3.0 * manifest.len() as f64
+        (3 * manifest.len() + missing.body.len()) as f64
     );
     assert_eq!(bytes("request", "upload.start"), config.len() as f64);
     assert_eq!(bytes("request", "upload.patch"), 2000.0);
