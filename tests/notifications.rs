@@ -364,3 +364,109 @@ async fn a_hanging_receiver_does_not_slow_pushes() {
         tb.as_secs_f64() * 1000.0 / n as f64
     );
 }
+
+/// On both adapters: natively a server of its own; on the Worker (scripts/test-worker-notify)
+/// the one at `EDGE_REGISTRY_URL`, whose `NOTIFY_URLS` points at `EDGE_REGISTRY_NOTIFY_ADDR`.
+/// The receiver is down while the registry works, and gets every event once it is up (the
+/// Worker's Cloudflare Queue, emulated by `wrangler dev`, retries them).
+#[tokio::test]
+async fn a_receiver_that_comes_up_late_gets_pushes_pulls_mounts_and_deletes() {
+    let root = tempfile::tempdir().unwrap();
+    let external = std::env::var("EDGE_REGISTRY_NOTIFY_ADDR").ok();
+    let (addr, _native, url) = match (&external, std::env::var("EDGE_REGISTRY_URL")) {
+        (Some(a), Ok(url)) => (a.parse().unwrap(), None, url),
+        _ => {
+            let addr = free_addr();
+            let events = format!("http://{addr}/events");
+            let s = OpsServer::start(
+                root.path(),
+                &[
+                    "--notify",
+                    &events,
+                    "--notify-max-backoff",
+                    "1s",
+                    "--notify-header",
+                    "Authorization: Bearer receiver-t0ken",
+                ],
+            );
+            let url = s.url.clone();
+            (addr, Some(s), url)
+        }
+    };
+    let c = Client::http(&url);
+    let repo = common::repo("late/app");
+    let other = common::repo("late/other");
+    let layer = content::fresh(700);
+    let ld = c.push_blob(&repo, layer.clone()).await;
+    let config = Bytes::from_static(br#"{"os":"linux"}"#);
+    let cd = c.push_blob(&repo, config.clone()).await;
+    let manifest = content::to_bytes(&content::image_of(&config, &[&layer]));
+    let md = c.push_manifest(&repo, "late", &manifest).await;
+    c.get(&format!("/v2/{repo}/manifests/late"))
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    c.post(&format!(
+        "/v2/{other}/blobs/uploads/?mount={ld}&from={repo}"
+    ))
+    .send()
+    .await
+    .expect(StatusCode::CREATED);
+    c.delete(&format!("/v2/{repo}/manifests/{md}"))
+        .send()
+        .await
+        .expect(StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let receiver = Receiver::start(addr, Answer::Ok).await;
+    let want = 7;
+    let events = receiver.wait_for(want, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = receiver.events();
+    // At least once: repeats (a retry whose answer was lost) share their id.
+    let mut seen = BTreeSet::new();
+    let mut got: Vec<(String, String, String, String, String)> = events
+        .iter()
+        .filter(|e| seen.insert(e["id"].as_str().unwrap().to_string()))
+        .map(|e| {
+            let t = &e["target"];
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                s(&e["action"]),
+                s(&t["repository"]),
+                s(&t["digest"]),
+                s(&t["tag"]),
+                s(&t["fromRepository"]),
+            )
+        })
+        .collect();
+    got.sort();
+    let row = |a: &str, r: &str, d: &str, t: &str, f: &str| {
+        (
+            a.to_string(),
+            r.to_string(),
+            d.to_string(),
+            t.to_string(),
+            f.to_string(),
+        )
+    };
+    let mut expected = vec![
+        row("push", &repo, &ld, "", ""),
+        row("push", &repo, &cd, "", ""),
+        row("push", &repo, &md, "late", ""),
+        row("pull", &repo, &md, "late", ""),
+        row("mount", &other, &ld, "", &repo),
+        row("delete", &repo, "", "late", ""),
+        row("delete", &repo, &md, "", ""),
+    ];
+    expected.sort();
+    assert_eq!(got, expected, "{events:#?}");
+    for e in &events {
+        assert_eq!(e["source"]["instanceID"].as_str().unwrap().len(), 36);
+        assert!(e["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(e["request"]["id"].as_str().unwrap().len(), 36);
+    }
+    for p in receiver.posts() {
+        assert_eq!(p.content_type, MEDIA_TYPE);
+        assert_eq!(p.headers["authorization"], "Bearer receiver-t0ken");
+    }
+}
