@@ -419,7 +419,7 @@ async fn a_receiver_that_comes_up_late_gets_pushes_pulls_mounts_and_deletes() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let receiver = Receiver::start(addr, Answer::Ok).await;
     let want = 7;
-    let events = receiver.wait_for(want, Duration::from_secs(90)).await;
+    receiver.wait_for(want, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = receiver.events();
     // At least once: repeats (a retry whose answer was lost) share their id.
