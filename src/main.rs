@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Arg, ArgMatches, Parser, Subcommand};
 use edge_registry::auth::{acceptable_credential, Access, Mode, TokenKey};
 use edge_registry::native::access::{htpasswd_line, random_secret, AccountFiles};
+use edge_registry::native::metrics::Metrics;
+use edge_registry::native::ops::{self, Ops, OpsArgs};
 use edge_registry::native::{fs::FsStorage, server, BlockingPasswordCheck, SystemClock};
 use edge_registry::settings::{Settings, SETTINGS};
 use edge_registry::Registry;
@@ -64,6 +66,8 @@ struct Serve {
     json_logs: bool,
     #[command(flatten)]
     settings: SettingsArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 /// The core's settings table as flags (`--upload-ttl`) and variables
@@ -197,10 +201,17 @@ fn serve(s: Serve) -> std::io::Result<()> {
         trusted_proxies,
     };
     let sweep_every = Duration::from_secs((settings.upload_ttl / 4).clamp(1, 600));
+    let notify_options = s.ops.notify_options(&settings.base_url).map_err(fail)?;
+    let metrics = s.ops.metrics_listen.map(|_| Arc::new(Metrics::new()));
+    if let Some(m) = &metrics {
+        m.watch_failed_logins(access.clone());
+    }
+    let accounts_parsed = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let registry = Arc::new(
         Registry::new(storage, settings)
             .with_access(access.clone())
-            .with_clock(Arc::new(SystemClock)),
+            .with_clock(Arc::new(SystemClock))
+            .with_readiness(ops::readiness(accounts_parsed.clone())),
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -208,7 +219,7 @@ fn serve(s: Serve) -> std::io::Result<()> {
     let root = s.root;
     rt.block_on(async move {
         if files.htpasswd.is_some() || files.grants.is_some() {
-            tokio::spawn(files.watch(access, Duration::from_secs(2)));
+            tokio::spawn(files.watch_reporting(access, Duration::from_secs(2), accounts_parsed));
         }
         // Upload data a crash left without a session, before serving.
         match registry.recover().await {
@@ -217,20 +228,57 @@ fn serve(s: Serve) -> std::io::Result<()> {
             Err(e) => tracing::warn!(error = %e.cause(), "recovering upload data failed"),
         }
         // Expire stale upload sessions now and then (and at start, after a crash).
+        // The first sweep runs before serving, so the open-sessions gauge starts right.
         let sweeper = registry.clone();
+        let sweep_metrics = metrics.clone();
+        let sweep = move || {
+            let (sweeper, m) = (sweeper.clone(), sweep_metrics.clone());
+            async move {
+                match sweeper.expire_uploads().await {
+                    Ok((open, events)) => {
+                        if let Some(m) = &m {
+                            m.set_upload_sessions(open);
+                            m.events(&events);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e.cause(), "expiring upload sessions failed"),
+                }
+            }
+        };
+        sweep().await;
         tokio::spawn(async move {
             loop {
-                if let Err(e) = sweeper.expire_uploads().await {
-                    tracing::warn!(error = %e.cause(), "expiring upload sessions failed");
-                }
                 tokio::time::sleep(sweep_every).await;
+                sweep().await;
             }
         });
+        let metrics_listener = match s.ops.metrics_listen {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(s.listen).await?;
         let addr = listener.local_addr()?;
-        // The first line on stdout names the address, for scripts and tests.
-        println!("listening on http://{addr}");
+        let ops = Ops::start(&root, notify_options, metrics.clone(), addr)?;
+        // The first line on stdout names the address, for scripts and tests; the metrics
+        // address follows in the same write.
+        let mut lines = format!("listening on http://{addr}\n");
+        if let (Some(l), Some(m)) = (metrics_listener, metrics) {
+            let maddr = l.local_addr()?;
+            lines.push_str(&format!("metrics on http://{maddr}/metrics\n"));
+            tracing::info!(%maddr, "metrics at /metrics");
+            tokio::spawn(edge_registry::native::metrics::serve(
+                l,
+                m,
+                std::future::pending(),
+            ));
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(lines.as_bytes())?;
+            out.flush()?;
+        }
         tracing::info!(%addr, root = %root.display(), mode = mode.as_str(), "edge-registry serving");
-        server::serve(listener, registry, limits, server::shutdown_signal()).await
+        server::serve_with(listener, registry, limits, ops, server::shutdown_signal()).await
     })
 }

@@ -36,6 +36,10 @@ pub enum Route {
     Referrers(Name, String),
     /// `/token`: the token endpoint of the token auth protocol.
     Token,
+    /// `/healthz`: the process is up.
+    Health,
+    /// `/readyz`: storage is writable (and the adapter's own checks pass).
+    Ready,
     /// Anything outside `/v2`: the web UI's static files, if an adapter serves them.
     Ui(String),
 }
@@ -52,13 +56,15 @@ pub enum RouteKind {
     Upload,
     Referrers,
     Token,
+    Health,
+    Ready,
     Ui,
 }
 
 /// What an operation needs of the principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
-    /// Nothing: the token endpoint and the web UI's files.
+    /// Nothing: the token endpoint, the health checks and the web UI's files.
     Nothing,
     /// The API version check (`/v2/`), which is also how clients log in.
     Base,
@@ -89,6 +95,8 @@ pub enum OpKind {
     CancelUpload,
     Referrers,
     Token,
+    Health,
+    Ready,
     Ui,
 }
 
@@ -113,6 +121,8 @@ impl OpKind {
             OpKind::CancelUpload => "upload.cancel",
             OpKind::Referrers => "referrers.list",
             OpKind::Token => "token",
+            OpKind::Health => "health",
+            OpKind::Ready => "ready",
             OpKind::Ui => "ui",
         }
     }
@@ -170,6 +180,10 @@ pub const OPERATIONS: &[Row] = {
         row(R::Token, Method::GET, O::Token, N::Nothing),
         row(R::Token, Method::HEAD, O::Token, N::Nothing),
         row(R::Token, Method::POST, O::Token, N::Nothing),
+        row(R::Health, Method::GET, O::Health, N::Nothing),
+        row(R::Health, Method::HEAD, O::Health, N::Nothing),
+        row(R::Ready, Method::GET, O::Ready, N::Nothing),
+        row(R::Ready, Method::HEAD, O::Ready, N::Nothing),
         row(R::Ui, Method::GET, O::Ui, N::Nothing),
         row(R::Ui, Method::HEAD, O::Ui, N::Nothing),
     ]
@@ -230,6 +244,8 @@ pub enum Op {
         digest: String,
     },
     Token,
+    Health,
+    Ready,
     Ui {
         path: String,
     },
@@ -259,7 +275,7 @@ impl Resolved {
             | Op::PutUpload { name, .. }
             | Op::CancelUpload { name, .. }
             | Op::Referrers { name, .. } => Some(name),
-            Op::Base | Op::Catalog | Op::Token | Op::Ui { .. } => None,
+            Op::Base | Op::Catalog | Op::Token | Op::Health | Op::Ready | Op::Ui { .. } => None,
         }
     }
 }
@@ -320,6 +336,8 @@ pub fn resolve(method: &Method, path: &str) -> Result<Resolved, Error> {
         (OpKind::CancelUpload, Route::Upload(name, id)) => Op::CancelUpload { name, id },
         (OpKind::Referrers, Route::Referrers(name, digest)) => Op::Referrers { name, digest },
         (OpKind::Token, _) => Op::Token,
+        (OpKind::Health, _) => Op::Health,
+        (OpKind::Ready, _) => Op::Ready,
         (OpKind::Ui, Route::Ui(path)) => Op::Ui { path },
         // The table pairs each kind with its own route only.
         _ => return Err(not_found()),
@@ -337,6 +355,8 @@ enum Area {
     Catalog,
     Repository,
     Token,
+    Health,
+    Ready,
     Ui,
 }
 
@@ -351,6 +371,8 @@ fn router() -> &'static matchit::Router<Area> {
         r.insert("/v2/{*rest}", Area::Repository)
             .expect("static route");
         r.insert("/token", Area::Token).expect("static route");
+        r.insert("/healthz", Area::Health).expect("static route");
+        r.insert("/readyz", Area::Ready).expect("static route");
         r.insert("/", Area::Ui).expect("static route");
         r.insert("/{*path}", Area::Ui).expect("static route");
         r
@@ -376,6 +398,8 @@ impl Route {
             Route::Upload(..) => RouteKind::Upload,
             Route::Referrers(..) => RouteKind::Referrers,
             Route::Token => RouteKind::Token,
+            Route::Health => RouteKind::Health,
+            Route::Ready => RouteKind::Ready,
             Route::Ui(_) => RouteKind::Ui,
         }
     }
@@ -387,6 +411,8 @@ impl Route {
             Area::Base => Ok(Route::Base),
             Area::Catalog => Ok(Route::Catalog),
             Area::Token => Ok(Route::Token),
+            Area::Health => Ok(Route::Health),
+            Area::Ready => Ok(Route::Ready),
             Area::Ui => Ok(Route::Ui(
                 matched.params.get("path").unwrap_or("").to_string(),
             )),
@@ -484,6 +510,8 @@ mod tests {
                 "/v2/a/blobs/uploads/blobs/uploads/",
                 Route::UploadStart(name("a/blobs/uploads")),
             ),
+            ("/healthz", Route::Health),
+            ("/readyz", Route::Ready),
             ("/", Route::Ui(String::new())),
             ("/app.js", Route::Ui("app.js".into())),
         ];

@@ -103,6 +103,8 @@ pub struct Access {
     service: String,
     throttle: Throttle,
     checker: Arc<dyn PasswordCheck>,
+    /// Logins refused for a wrong user or password, for metrics.
+    failed_logins: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Access {
@@ -124,6 +126,7 @@ impl Access {
             service: "edge-registry".into(),
             throttle: Throttle::new(10),
             checker: Arc::new(Inline),
+            failed_logins: Default::default(),
         }
     }
 
@@ -191,6 +194,7 @@ impl Access {
                 .with_header(header::RETRY_AFTER, HeaderValue::from(r.0.max(1)))
         })?;
         if !acceptable_credential(user, password) {
+            self.count_failed_login();
             return Ok(false);
         }
         if self.throttle.remembered(user, password, now) {
@@ -211,8 +215,21 @@ impl Access {
         if ok {
             self.throttle.succeeded(reservation);
             self.throttle.remember(user, password, now);
+        } else {
+            self.count_failed_login();
         }
         Ok(ok)
+    }
+
+    fn count_failed_login(&self) {
+        self.failed_logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many logins were refused for a wrong user or password since the start.
+    pub fn failed_logins(&self) -> u64 {
+        self.failed_logins
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Who sent a request, from its `Authorization` header. Bad credentials and bad tokens

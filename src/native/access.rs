@@ -52,6 +52,19 @@ impl AccountFiles {
     /// Polls the files every `every` and swaps in new accounts when they change. A file that
     /// no longer parses is reported and the accounts in use are kept.
     pub async fn watch(self, access: Arc<Access>, every: Duration) {
+        self.watch_reporting(access, every, Arc::default()).await
+    }
+
+    /// As [`AccountFiles::watch`], keeping `parsed` up to date: whether the files parsed when
+    /// last read (for `/readyz`).
+    pub async fn watch_reporting(
+        self,
+        access: Arc<Access>,
+        every: Duration,
+        parsed: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::sync::atomic::Ordering;
+        parsed.store(true, Ordering::Relaxed);
         let mut last = self.stamp();
         loop {
             tokio::time::sleep(every).await;
@@ -62,11 +75,15 @@ impl AccountFiles {
             last = now;
             match self.load() {
                 Ok(accounts) => {
+                    parsed.store(true, Ordering::Relaxed);
                     let users = accounts.htpasswd.len();
                     access.set_accounts(accounts);
                     tracing::info!(users, "accounts reloaded");
                 }
-                Err(e) => tracing::warn!(error = %e, "accounts not reloaded; keeping the old ones"),
+                Err(e) => {
+                    parsed.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "accounts not reloaded; keeping the old ones")
+                }
             }
         }
     }

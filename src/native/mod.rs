@@ -4,7 +4,11 @@
 
 pub mod access;
 pub mod fs;
+pub mod metrics;
+pub mod notify;
+pub mod ops;
 pub mod server;
+pub mod spool;
 
 use std::sync::Arc;
 

@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::ops::Ops;
 use crate::body::{Body, BoxError};
 use crate::error::InternalCause;
 use crate::registry::Registry;
@@ -182,6 +183,17 @@ pub async fn serve<S: Storage + 'static>(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, registry, limits, Ops::default(), shutdown).await
+}
+
+/// As [`serve`], feeding each request's outcome to metrics and notifications.
+pub async fn serve_with<S: Storage + 'static>(
+    listener: TcpListener,
+    registry: Arc<Registry<S>>,
+    limits: Limits,
+    ops: Ops,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(4 * 1024 * 1024)
@@ -202,12 +214,15 @@ pub async fn serve<S: Storage + 'static>(
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
         let limits = limits.clone();
+        let ops = ops.clone();
         let service = service_fn(move |mut req: http::Request<Incoming>| {
             let registry = registry.clone();
             let client = limits.trusted_proxies.client(peer.ip(), req.headers());
-            req.extensions_mut()
-                .insert(crate::auth::ClientAddr(client.to_string()));
+            let client = client.to_string();
+            let seen = ops.see(&req, &client);
+            req.extensions_mut().insert(crate::auth::ClientAddr(client));
             let body_timeout = limits.body_timeout;
+            let ops = ops.clone();
             async move {
                 let start = Instant::now();
                 let method = req.method().clone();
@@ -217,6 +232,16 @@ pub async fn serve<S: Storage + 'static>(
                 let resp = outcome.response;
                 let status = resp.status().as_u16();
                 let sent = content_length(resp.headers());
+                ops.observe(
+                    outcome.op,
+                    &method,
+                    status,
+                    (received, sent),
+                    start.elapsed(),
+                    &outcome.events,
+                    outcome.user.as_deref(),
+                    seen,
+                );
                 if let Some(cause) = resp.extensions().get::<InternalCause>() {
                     tracing::error!(%method, path, op = outcome.op, cause = %cause.0, "internal error");
                 }

@@ -28,6 +28,7 @@ use crate::body::Body;
 use crate::clock::{Clock, FixedClock};
 use crate::error::Error;
 use crate::event::{Event, Events};
+use crate::health::{self, Readiness};
 use crate::repo::uploads::{At, Limits};
 use crate::repo::Store;
 use crate::route::{self, not_found, Needs, Op, Resolved, NO_OP};
@@ -74,6 +75,7 @@ pub struct Registry<S> {
     clock: Arc<dyn Clock>,
     urls: Urls,
     chunk_min_length: u64,
+    readiness: Readiness,
 }
 
 /// The client's address as the adapter gave it, for counting failed logins.
@@ -94,7 +96,14 @@ impl<S: Storage> Registry<S> {
             clock: Arc::new(FixedClock::default()),
             urls,
             chunk_min_length: 1024 * 1024,
+            readiness: Readiness::default(),
         }
+    }
+
+    /// How `/readyz` probes storage, and the adapter's timer and checks for it.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// Who may do what.
@@ -229,8 +238,20 @@ impl<S: Storage> Registry<S> {
     }
 
     async fn dispatch(&self, r: Resolved, cx: &mut Ctx<'_>) -> Result<Response<Body>> {
-        if r.op == Op::Token {
-            return self.token(cx).await;
+        match r.op {
+            Op::Token => return self.token(cx).await,
+            // Health checks answer without credentials (and never look at any).
+            Op::Health => return Ok(health::health_response()),
+            Op::Ready => {
+                let checks = health::check(
+                    self.store.storage(),
+                    &self.readiness,
+                    &crate::upload::new_upload_id(),
+                )
+                .await;
+                return Ok(health::ready_response(&checks));
+            }
+            _ => {}
         }
         self.authorize(&r, cx).await?;
         match r.op {
@@ -264,7 +285,7 @@ impl<S: Storage> Registry<S> {
                     Body::Full(Bytes::from_static(asset.bytes)),
                 ))
             }
-            Op::Token => Err(not_found()),
+            Op::Token | Op::Health | Op::Ready => Err(not_found()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! between workers-rs and the core, and supplies the R2 + KV storage; the registry logic is all
 //! in the core.
 
+mod ops;
 mod r2;
 #[cfg(feature = "storage-suite")]
 mod suite;
@@ -218,7 +219,8 @@ fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
     Ok(Registry::new(storage, settings)
         .with_access(access)
         .with_clock(Arc::new(DateClock))
-        .with_chunk_min_length(r2::PART_SIZE as u64))
+        .with_chunk_min_length(r2::PART_SIZE as u64)
+        .with_readiness(ops::readiness()))
 }
 
 /// The R2 bucket, with the KV namespace caching listings for CATALOG_CACHE_TTL.
@@ -235,7 +237,7 @@ fn storage(env: &Env, settings: &Settings) -> Result<R2Storage, String> {
 pub async fn fetch(
     req: worker::Request,
     env: Env,
-    _ctx: Context,
+    ctx: Context,
 ) -> worker::Result<worker::Response> {
     console_error_panic_hook::set_once();
     let method = req.inner().method();
@@ -253,6 +255,7 @@ pub async fn fetch(
             return from_core(err.into_response());
         }
     };
+    let seen = ops::see(&req);
     let outcome = registry.handle(to_core(&req)?).await;
     if let Some(cause) = outcome.response.extensions().get::<InternalCause>() {
         worker::console_error!(
@@ -261,6 +264,25 @@ pub async fn fetch(
             cause.0
         );
     }
+    let bytes_out = outcome
+        .response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    ops::after(
+        &env,
+        &ctx,
+        seen,
+        ops::Answered {
+            op: outcome.op,
+            status: outcome.response.status().as_u16(),
+            bytes_out,
+            events: &outcome.events,
+            user: outcome.user.as_deref(),
+        },
+    );
     let mut resp = from_core(outcome.response)?;
     if var(&env, "EXPOSE_MEMORY").as_deref() == Some("1") {
         resp.headers_mut()
@@ -277,6 +299,17 @@ const MEMORY_HEADER: &str = "edge-registry-wasm-memory";
 /// isolate has served.
 fn wasm_memory() -> u64 {
     core::arch::wasm32::memory_size(0) as u64 * 65536
+}
+
+/// The notification queue's consumer (wrangler.toml `[[queues.consumers]]`).
+#[event(queue)]
+pub async fn queue(
+    batch: worker::MessageBatch<ops::Delivery>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    console_error_panic_hook::set_once();
+    ops::consume(batch, &env).await
 }
 
 /// The cron trigger (wrangler.toml `[triggers]`): expires stale upload sessions.

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 pub mod client;
 pub mod content;
 pub mod image;
+pub mod ops;
 pub mod target;
 
 #[allow(unused_imports)]

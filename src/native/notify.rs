@@ -1,0 +1,382 @@
+//! Notification delivery for the native server (`--notify URL`, repeatable).
+//!
+//! The request path only maps its events ([`crate::notify`]) and hands them to each endpoint's
+//! bounded in-memory queue without waiting (`try_send`); a full queue drops them, logged and
+//! counted. Per endpoint, one task writes what the queue holds to the endpoint's spool on disk
+//! ([`super::spool`]), a batch per file, and another POSTs the oldest spooled batches to the
+//! endpoint, removing them only once it answered 2xx, and retrying failures with exponential
+//! backoff (with jitter), without end. So a slow or dead endpoint never slows a request,
+//! events survive restarts and crashes (delivered at least once; `id` tells repeats apart),
+//! and only a full spool loses the oldest events, logged and counted.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::Digest as _;
+use tokio::sync::{mpsc, Notify};
+
+use super::metrics::Metrics;
+use super::spool::{self, Spool};
+use crate::event::Event;
+use crate::notify::{self, Config, Notice, RequestRecord, SourceRecord};
+
+/// How delivery behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Config,
+    /// Events an endpoint's spool may hold; past that the oldest are dropped.
+    pub spool_max_events: u64,
+    /// Batches an endpoint's in-memory queue may hold before the spool writer takes them.
+    pub queue: usize,
+    /// Events in one POST, at most.
+    pub batch_events: u64,
+    /// How long a POST may take.
+    pub timeout: Duration,
+    /// The longest wait between retries.
+    pub max_backoff: Duration,
+    /// The registry's public base URL (`--base-url`), for `target.url`; empty: from `Host`.
+    pub base_url: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: Config::default(),
+            spool_max_events: 100_000,
+            queue: 10_000,
+            batch_events: 100,
+            timeout: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(60),
+            base_url: String::new(),
+        }
+    }
+}
+
+struct Shared {
+    index: usize,
+    url: String,
+    headers: Vec<(String, String)>,
+    spool: Mutex<Spool>,
+    /// Wakes the sender when a batch is spooled.
+    spooled: Notify,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Shared {
+    fn spool(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_pending(&self, events: u64) {
+        if let Some(m) = &self.metrics {
+            m.set_notification_pending(self.index, events);
+        }
+    }
+
+    fn dropped(&self, events: u64, why: &str) {
+        tracing::warn!(
+            endpoint = self.index,
+            events,
+            "notification events dropped: {why}"
+        );
+        if let Some(m) = &self.metrics {
+            m.notification_dropped(self.index, events);
+        }
+    }
+}
+
+/// The notifier: maps events and queues them for every endpoint.
+pub struct Notifier {
+    /// Each endpoint's queue, beside what its tasks share.
+    endpoints: Vec<(mpsc::Sender<Vec<Notice>>, Arc<Shared>)>,
+    ignore: Vec<String>,
+    source: SourceRecord,
+    base_url: String,
+}
+
+/// The folder of an endpoint's spool: named by a hash of its URL, so a restart with the
+/// endpoints in another order still finds each one's events.
+pub fn spool_dir(root: &Path, url: &str) -> PathBuf {
+    let h = sha2::Sha256::digest(url.as_bytes());
+    root.join("notifications").join(hex::encode(&h[..8]))
+}
+
+impl Notifier {
+    /// Opens each endpoint's spool under `root` and starts its tasks (on the current tokio
+    /// runtime). Events spooled by an earlier run are delivered first.
+    pub fn start(
+        root: &Path,
+        options: Options,
+        source: SourceRecord,
+        metrics: Option<Arc<Metrics>>,
+    ) -> std::io::Result<Arc<Notifier>> {
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .user_agent(concat!("edge-registry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| std::io::Error::other(format!("notification client: {e}")))?;
+        let mut endpoints = Vec::new();
+        for (index, url) in options.config.urls.iter().enumerate() {
+            let spool = Spool::open(&spool_dir(root, url), options.spool_max_events)?;
+            let pending = spool.events();
+            let shared = Arc::new(Shared {
+                index,
+                url: url.clone(),
+                headers: options.config.headers.clone(),
+                spool: Mutex::new(spool),
+                spooled: Notify::new(),
+                metrics: metrics.clone(),
+            });
+            shared.set_pending(pending);
+            if pending > 0 {
+                tracing::info!(
+                    endpoint = index,
+                    events = pending,
+                    "notification events left by the last run: delivering them"
+                );
+            }
+            let (tx, rx) = mpsc::channel(options.queue.max(1));
+            tokio::spawn(write_spool(shared.clone(), rx));
+            tokio::spawn(deliver(shared.clone(), client.clone(), options.clone()));
+            endpoints.push((tx, shared));
+        }
+        Ok(Arc::new(Notifier {
+            endpoints,
+            ignore: options.config.ignore.clone(),
+            source,
+            base_url: options.base_url,
+        }))
+    }
+
+    /// Queues the notices of one request's events, without waiting. `request` is what the
+    /// adapter read of the request before handing it to the core (its `id` is filled in here).
+    pub fn publish(
+        &self,
+        events: &[Event],
+        mut request: RequestRecord,
+        proto: Option<&str>,
+        actor: Option<String>,
+        now_ms: u64,
+    ) {
+        if events.is_empty() || self.endpoints.is_empty() {
+            return;
+        }
+        request.id = crate::upload::new_upload_id();
+        let cx = notify::Context {
+            base: notify::public_base(&self.base_url, Some(&request.host), proto),
+            request,
+            actor,
+            source: self.source.clone(),
+            now_ms,
+        };
+        let notices = notify::notices(events, &cx, &self.ignore, crate::upload::new_upload_id);
+        if notices.is_empty() {
+            return;
+        }
+        for (tx, shared) in &self.endpoints {
+            if let Err(err) = tx.try_send(notices.clone()) {
+                let why = match err {
+                    mpsc::error::TrySendError::Full(_) => "the queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "the spool writer stopped",
+                };
+                shared.dropped(notices.len() as u64, why);
+            }
+        }
+    }
+
+    /// Events spooled and not yet delivered, per endpoint.
+    pub fn pending(&self) -> Vec<u64> {
+        self.endpoints
+            .iter()
+            .map(|(_, s)| s.spool().events())
+            .collect()
+    }
+}
+
+/// Takes what the queue holds, a batch at a time, and spools it.
+async fn write_spool(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Notice>>) {
+    while let Some(first) = rx.recv().await {
+        let mut notices = first;
+        // Whatever else is waiting joins this batch (one file, one fsync).
+        while notices.len() < 1000 {
+            match rx.try_recv() {
+                Ok(more) => notices.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut body = Vec::with_capacity(notices.len() * 600);
+        for (i, n) in notices.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            if let Err(e) = serde_json::to_writer(&mut body, n) {
+                tracing::warn!(error = %e, "serialising a notification failed");
+            }
+        }
+        let (batch, dir) = {
+            let mut s = shared.spool();
+            (s.reserve(notices.len() as u64), s.dir().to_path_buf())
+        };
+        let written =
+            tokio::task::spawn_blocking(move || spool::write_batch(&dir, batch, &body)).await;
+        match written {
+            Ok(Ok(())) => {
+                let (dropped, pending) = {
+                    let mut s = shared.spool();
+                    (s.added(batch), s.events())
+                };
+                let lost: u64 = dropped.iter().map(|b| b.count).sum();
+                if lost > 0 {
+                    shared.dropped(lost, "the spool is full (oldest dropped)");
+                }
+                shared.set_pending(pending);
+                shared.spooled.notify_one();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not spool notification events");
+                shared.dropped(notices.len() as u64, "the spool could not be written");
+            }
+            Err(e) => tracing::warn!(error = %e, "the spool task failed"),
+        }
+    }
+}
+
+/// POSTs the oldest spooled batches, in order, retrying with backoff until the endpoint
+/// takes them.
+async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options) {
+    let mut failures: u32 = 0;
+    loop {
+        let (picked, dir) = {
+            let s = shared.spool();
+            (s.oldest(options.batch_events), s.dir().to_path_buf())
+        };
+        if picked.is_empty() {
+            shared.spooled.notified().await;
+            continue;
+        }
+        let read = {
+            let (dir, picked) = (dir.clone(), picked.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut parts = Vec::new();
+                for b in picked {
+                    if let Some(body) = spool::read_batch(&dir, b)? {
+                        parts.push((b, body));
+                    }
+                }
+                Ok::<_, std::io::Error>(parts)
+            })
+            .await
+        };
+        let parts = match read {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not read the notification spool");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        let mut body = Vec::from(&b"{\"events\":["[..]);
+        let mut events = 0;
+        for (i, (b, part)) in parts.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(part);
+            events += b.count;
+        }
+        body.extend_from_slice(b"]}");
+        let ok = if parts.is_empty() {
+            true
+        } else {
+            post(&client, &shared, body).await
+        };
+        if ok {
+            failures = 0;
+            let (files, pending) = {
+                let mut s = shared.spool();
+                (s.delivered(&picked), s.events())
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                for f in files {
+                    let _ = std::fs::remove_file(f);
+                }
+            })
+            .await;
+            shared.set_pending(pending);
+            if let Some(m) = &shared.metrics {
+                if events > 0 {
+                    m.notification_delivered(shared.index, events);
+                }
+            }
+        } else {
+            failures = failures.saturating_add(1);
+            if let Some(m) = &shared.metrics {
+                m.notification_retry(shared.index);
+            }
+            tokio::time::sleep(backoff(failures, options.max_backoff)).await;
+        }
+    }
+}
+
+/// One POST; whether the endpoint took it (2xx). Failures are logged with the endpoint's
+/// index only: its URL and headers may hold credentials.
+async fn post(client: &reqwest::Client, shared: &Shared, body: Vec<u8>) -> bool {
+    let mut req = client
+        .post(&shared.url)
+        .header(reqwest::header::CONTENT_TYPE, notify::MEDIA_TYPE)
+        .body(body);
+    for (k, v) in &shared.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => true,
+        Ok(resp) => {
+            tracing::warn!(
+                endpoint = shared.index,
+                status = resp.status().as_u16(),
+                "notification endpoint refused events; retrying"
+            );
+            false
+        }
+        Err(e) => {
+            let why = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "failed"
+            };
+            tracing::warn!(endpoint = shared.index, "notification POST {why}; retrying");
+            false
+        }
+    }
+}
+
+/// Exponential backoff from 0.5 s, doubling, up to `max`, with up to 25% jitter off.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(500)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(max);
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let jitter = u16::from_le_bytes(b) as u32 % 1000;
+    base.saturating_sub(base.mul_f64(jitter as f64 / 4000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        let max = Duration::from_secs(60);
+        assert!(backoff(1, max) <= Duration::from_millis(500));
+        assert!(backoff(1, max) >= Duration::from_millis(375));
+        assert!(backoff(4, max) >= Duration::from_secs(3));
+        assert!(backoff(40, max) <= max);
+        assert!(backoff(40, max) >= Duration::from_secs(45));
+    }
+}

@@ -1,0 +1,496 @@
+//! Notifications: the core's [`Event`]s as the reference registry's (distribution 2.x) event
+//! envelope, which CI triggers, scanners and audit tools already parse. Pure and wasm-safe:
+//! both adapters map events here and only deliver (natively a spool and an HTTP client, on
+//! the Worker a Cloudflare Queue).
+//!
+//! The JSON is field for field the reference's (`notifications/event.go`): `id`, `timestamp`
+//! (RFC 3339), `action` (`push`, `pull`, `delete`, `mount`), `target` {`mediaType`, `size`,
+//! `digest`, `length`, `repository`, `fromRepository` (mounts), `url`, `tag`}, `request` {`id`,
+//! `addr`, `host`, `method`, `useragent`}, `actor` {`name`}, `source` {`addr`, `instanceID`},
+//! with the same fields left out when empty. Envelope: `{"events":[...]}`, media type
+//! [`MEDIA_TYPE`].
+
+use http::header::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::names::Name;
+
+/// The envelope's media type (the reference registry 2.x's).
+pub const MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
+
+/// The media type the reference gives blobs (layers and configs alike) in events.
+pub const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// The actions, as the reference names them.
+pub const ACTIONS: &[&str] = &["push", "pull", "delete", "mount"];
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One event, as the reference registry sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub id: String,
+    pub timestamp: String,
+    pub action: String,
+    pub target: Target,
+    pub request: RequestRecord,
+    pub actor: ActorRecord,
+    pub source: SourceRecord,
+}
+
+/// What the event is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub media_type: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// The same as `size` (the reference keeps it for older consumers).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub length: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub repository: String,
+    /// Where a mounted blob came from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub from_repository: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+}
+
+/// The request that caused the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    pub method: String,
+    pub useragent: String,
+}
+
+/// Who caused it: the authenticated user, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorRecord {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// The registry instance that generated it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    #[serde(
+        rename = "instanceID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub instance_id: String,
+}
+
+/// What a POST carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub events: Vec<Notice>,
+}
+
+/// What the adapter knows of the request and the instance, for the events of one request.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub request: RequestRecord,
+    /// The authenticated user ([`crate::Outcome::user`]).
+    pub actor: Option<String>,
+    pub source: SourceRecord,
+    /// The registry's public base URL (`https://registry.example.com`), for `target.url`.
+    pub base: String,
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// The reference's action for an event, or `None` for events it has no notification for.
+/// Exhaustive, so every new [`Event`] must decide here.
+pub fn action(e: &Event) -> Option<&'static str> {
+    match e {
+        Event::BlobPushed { .. } | Event::ManifestPushed { .. } => Some("push"),
+        Event::BlobPulled { .. } | Event::ManifestPulled { .. } => Some("pull"),
+        Event::BlobMounted { .. } => Some("mount"),
+        Event::BlobDeleted { .. } | Event::ManifestDeleted { .. } | Event::TagDeleted { .. } => {
+            Some("delete")
+        }
+        // A tag moving is part of the manifest push that moved it (its `tag`); an expired
+        // upload session never became content.
+        Event::TagMoved { .. } | Event::UploadExpired { .. } => None,
+    }
+}
+
+/// The notices for `events`, leaving out those whose action is in `ignore`. `new_id` gives
+/// each its unique id.
+pub fn notices(
+    events: &[Event],
+    cx: &Context,
+    ignore: &[String],
+    mut new_id: impl FnMut() -> String,
+) -> Vec<Notice> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let action = action(e)?;
+            if ignore.iter().any(|i| i == action) {
+                return None;
+            }
+            Some(Notice {
+                id: new_id(),
+                timestamp: rfc3339(cx.now_ms),
+                action: action.to_string(),
+                target: target(e, &cx.base),
+                request: cx.request.clone(),
+                actor: ActorRecord {
+                    name: cx.actor.clone().unwrap_or_default(),
+                },
+                source: cx.source.clone(),
+            })
+        })
+        .collect()
+}
+
+fn blob_target(base: &str, repo: &Name, digest: &impl ToString, size: u64) -> Target {
+    let digest = digest.to_string();
+    Target {
+        media_type: BLOB_MEDIA_TYPE.into(),
+        size,
+        length: size,
+        repository: repo.to_string(),
+        url: format!("{base}/v2/{repo}/blobs/{digest}"),
+        digest,
+        ..Target::default()
+    }
+}
+
+fn manifest_target(
+    base: &str,
+    repo: &Name,
+    digest: &impl ToString,
+    media_type: &str,
+    size: u64,
+    tag: Option<&impl ToString>,
+) -> Target {
+    let digest = digest.to_string();
+    Target {
+        media_type: media_type.into(),
+        size,
+        length: size,
+        repository: repo.to_string(),
+        url: format!("{base}/v2/{repo}/manifests/{digest}"),
+        digest,
+        tag: tag.map(ToString::to_string).unwrap_or_default(),
+        ..Target::default()
+    }
+}
+
+fn target(e: &Event, base: &str) -> Target {
+    match e {
+        Event::BlobPushed { repo, digest, size } | Event::BlobPulled { repo, digest, size } => {
+            blob_target(base, repo, digest, *size)
+        }
+        Event::BlobMounted {
+            repo,
+            from,
+            digest,
+            size,
+        } => Target {
+            from_repository: from.to_string(),
+            ..blob_target(base, repo, digest, *size)
+        },
+        Event::ManifestPushed {
+            repo,
+            digest,
+            media_type,
+            size,
+            tag,
+        }
+        | Event::ManifestPulled {
+            repo,
+            digest,
+            media_type,
+            size,
+            tag,
+        } => manifest_target(base, repo, digest, media_type, *size, tag.as_ref()),
+        // Deletions carry what the reference's do: the repository and the digest, or the tag.
+        Event::BlobDeleted { repo, digest } | Event::ManifestDeleted { repo, digest } => Target {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            ..Target::default()
+        },
+        Event::TagDeleted { repo, tag, .. } => Target {
+            repository: repo.to_string(),
+            tag: tag.to_string(),
+            ..Target::default()
+        },
+        Event::TagMoved { repo, .. } => Target {
+            repository: repo.to_string(),
+            ..Target::default()
+        },
+        Event::UploadExpired { repo, .. } => Target {
+            repository: repo.clone(),
+            ..Target::default()
+        },
+    }
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC: `2024-05-06T07:08:09.123Z`.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// The public base URL for `target.url`: the configured one, else the scheme (as a proxy
+/// reports it in `X-Forwarded-Proto`) and the request's `Host`.
+pub fn public_base(base_url: &str, host: Option<&str>, proto: Option<&str>) -> String {
+    if !base_url.is_empty() {
+        return base_url.trim_end_matches('/').to_string();
+    }
+    let clean = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_graphic() && !"\"\\/<>".contains(*c))
+            .collect()
+    };
+    format!(
+        "{}://{}",
+        clean(proto.unwrap_or("http")),
+        clean(host.unwrap_or("localhost"))
+    )
+}
+
+/// Where notifications go and what they leave out, from settings: the native flags
+/// (`--notify`, `--notify-header`, `--notify-ignore-actions`) or the Worker's vars
+/// (`NOTIFY_URLS`, the secret `NOTIFY_HEADERS`, `NOTIFY_IGNORE_ACTIONS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub urls: Vec<String>,
+    /// Sent with every POST (e.g. `Authorization`): secrets, never logged.
+    pub headers: Vec<(String, String)>,
+    /// Actions not sent (e.g. `pull`).
+    pub ignore: Vec<String>,
+}
+
+impl Config {
+    /// From lists of URLs, `Name: value` header lines and actions, each checked: an error
+    /// names what is wrong, never a header's value.
+    pub fn parse<'a>(
+        urls: impl IntoIterator<Item = &'a str>,
+        headers: impl IntoIterator<Item = &'a str>,
+        ignore: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Config, String> {
+        let urls = urls
+            .into_iter()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                let uri: http::Uri = u.parse().map_err(|_| format!("{u:?} is not a URL"))?;
+                match (uri.scheme_str(), uri.host()) {
+                    (Some("http" | "https"), Some(_)) => Ok(u.to_string()),
+                    _ => Err(format!("{u:?} is not an http:// or https:// URL")),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let headers = headers
+            .into_iter()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let (name, value) = h
+                    .split_once(':')
+                    .ok_or("a header must be written 'Name: value'")?;
+                let (name, value) = (name.trim(), value.trim());
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("{name:?} is not a header name"))?;
+                HeaderValue::from_str(value)
+                    .map_err(|_| format!("the value of header {name:?} is not valid"))?;
+                Ok((name.to_string(), value.to_string()))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let ignore = ignore
+            .into_iter()
+            .flat_map(|s| s.split([',', ' ']))
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                if ACTIONS.contains(&a.as_str()) {
+                    Ok(a)
+                } else {
+                    Err(format!(
+                        "{a:?} is not an action (push, pull, delete, mount)"
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            urls,
+            headers,
+            ignore,
+        })
+    }
+
+    /// From the Worker's vars: URLs separated by commas or whitespace, header lines separated
+    /// by newlines, actions by commas.
+    pub fn from_vars(urls: &str, headers: &str, ignore: &str) -> Result<Config, String> {
+        Config::parse(
+            urls.split([',', ' ', '\n', '\t']),
+            headers.lines(),
+            std::iter::once(ignore),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::names::Tag;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_715_000_000_123), "2024-05-06T12:53:20.123Z");
+    }
+
+    #[test]
+    fn events_map_to_the_reference_fields() {
+        let d = Digest::parse(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        )
+        .unwrap();
+        let repo = Name::parse("a/b").unwrap();
+        let cx = Context {
+            request: RequestRecord {
+                id: "r1".into(),
+                addr: "127.0.0.1".into(),
+                host: "reg:5000".into(),
+                method: "PUT".into(),
+                useragent: "ua".into(),
+            },
+            actor: Some("alice".into()),
+            source: SourceRecord {
+                addr: "host:5000".into(),
+                instance_id: "i1".into(),
+            },
+            base: public_base("", Some("reg:5000"), None),
+            now_ms: 1000,
+        };
+        let events = [
+            Event::ManifestPushed {
+                repo: repo.clone(),
+                digest: d.clone(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 7,
+                tag: Some(Tag::parse("v1").unwrap()),
+            },
+            Event::TagMoved {
+                repo: repo.clone(),
+                tag: Tag::parse("v1").unwrap(),
+                digest: d.clone(),
+                previous: None,
+            },
+            Event::BlobMounted {
+                repo: repo.clone(),
+                from: Name::parse("c").unwrap(),
+                digest: d.clone(),
+                size: 3,
+            },
+            Event::BlobPulled {
+                repo: repo.clone(),
+                digest: d.clone(),
+                size: 3,
+            },
+        ];
+        let mut n = 0;
+        let all = notices(&events, &cx, &[], || {
+            n += 1;
+            format!("id{n}")
+        });
+        let json = serde_json::to_value(Envelope { events: all }).unwrap();
+        let want = serde_json::json!({"events": [
+            {"id": "id1", "timestamp": "1970-01-01T00:00:01.000Z", "action": "push",
+             "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 7,
+                        "digest": d.to_string(), "length": 7, "repository": "a/b",
+                        "url": format!("http://reg:5000/v2/a/b/manifests/{d}"), "tag": "v1"},
+             "request": {"id": "r1", "addr": "127.0.0.1", "host": "reg:5000", "method": "PUT",
+                         "useragent": "ua"},
+             "actor": {"name": "alice"},
+             "source": {"addr": "host:5000", "instanceID": "i1"}},
+            {"id": "id2", "timestamp": "1970-01-01T00:00:01.000Z", "action": "mount",
+             "target": {"mediaType": "application/octet-stream", "size": 3,
+                        "digest": d.to_string(), "length": 3, "repository": "a/b",
+                        "fromRepository": "c",
+                        "url": format!("http://reg:5000/v2/a/b/blobs/{d}")},
+             "request": {"id": "r1", "addr": "127.0.0.1", "host": "reg:5000", "method": "PUT",
+                         "useragent": "ua"},
+             "actor": {"name": "alice"},
+             "source": {"addr": "host:5000", "instanceID": "i1"}},
+            {"id": "id3", "timestamp": "1970-01-01T00:00:01.000Z", "action": "pull",
+             "target": {"mediaType": "application/octet-stream", "size": 3,
+                        "digest": d.to_string(), "length": 3, "repository": "a/b",
+                        "url": format!("http://reg:5000/v2/a/b/blobs/{d}")},
+             "request": {"id": "r1", "addr": "127.0.0.1", "host": "reg:5000", "method": "PUT",
+                         "useragent": "ua"},
+             "actor": {"name": "alice"},
+             "source": {"addr": "host:5000", "instanceID": "i1"}},
+        ]});
+        assert_eq!(json, want);
+        let pulls_ignored = notices(&events, &cx, &["pull".into()], String::new);
+        assert_eq!(pulls_ignored.len(), 2);
+    }
+
+    #[test]
+    fn config() {
+        let c = Config::from_vars(
+            "http://a/x, https://b:8443/y",
+            "Authorization: Bearer s3cret\nX-Other: 1",
+            "pull",
+        )
+        .unwrap();
+        assert_eq!(c.urls, ["http://a/x", "https://b:8443/y"]);
+        assert_eq!(
+            c.headers[0],
+            ("Authorization".into(), "Bearer s3cret".into())
+        );
+        assert_eq!(c.ignore, ["pull"]);
+        assert!(Config::from_vars("ftp://a", "", "").is_err());
+        assert!(Config::from_vars("", "", "fetch").is_err());
+        let e = Config::from_vars("", "Bad Name: s3cret", "").unwrap_err();
+        assert!(!e.contains("s3cret"), "{e}");
+        let e = Config::from_vars("", "X: s3cret\u{7f}", "").unwrap_err();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+}
