@@ -182,8 +182,9 @@ pub async fn listing(c: &Ctx, f: &Fixture) {
         .await;
         c.record(TAGS_N0, r);
         let r = async {
-            let r = c.req(Method::GET, &format!("/v2/{}-none/tags/list", c.repo), &[], None).await?;
-            ensure!(r.status == StatusCode::NOT_FOUND, "answered {}", r.describe());
+            let other = format!("{}-none", c.repo);
+            let r = c.reg.request(Method::GET, &format!("/v2/{other}/tags/list"), &crate::client::registry::pull_scope(&other), Default::default(), None).await?;
+            ensure!(r.status() == StatusCode::NOT_FOUND, "answered {}", r.status());
             Ok(())
         }
         .await;

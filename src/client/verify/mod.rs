@@ -55,6 +55,7 @@ pub enum Outcome {
 pub struct CheckResult {
     #[serde(flatten)]
     pub meta: Meta,
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 
