@@ -201,7 +201,7 @@ impl BigImage {
 /// skopeo pulls `reference` into a layout; its manifest, config and layer digests.
 fn pull_back(tmp: &Path, reference: &str, name: &str) -> (String, String, Vec<String>) {
     let dir = tmp.join(name);
-    let o = skopeo(tmp, &["copy", "--src-tls-verify=false", reference, &format!("oci:{}:x", dir.display())]);
+    let o = skopeo(tmp, &["copy", "--preserve-digests", "--src-tls-verify=false", reference, &format!("oci:{}:x", dir.display())]);
     assert!(o.status.success(), "skopeo pull: {}", show(&o));
     let l = Layout::open(&dir);
     (l.manifest_digest("x"), l.config_digest("x"), l.layer_digests("x"))
