@@ -34,9 +34,18 @@ fn counts(o: &Output) -> (usize, usize, usize) {
     let nums: Vec<usize> = last
         .trim_start_matches("verify: ")
         .split(", ")
-        .map(|p| p.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("last line {last:?}\n{out}")))
+        .map(|p| {
+            p.split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|_| panic!("last line {last:?}\n{out}"))
+        })
         .collect();
-    assert!(last.starts_with("verify: ") && nums.len() == 3, "last line {last:?}");
+    assert!(
+        last.starts_with("verify: ") && nums.len() == 3,
+        "last line {last:?}"
+    );
     (nums[0], nums[1], nums[2])
 }
 
@@ -67,16 +76,35 @@ fn our_server_passes_every_check() {
     assert!(passed >= 40);
     assert!(o.status.success());
     let r = report(&json);
-    assert_eq!((r["failed"].as_u64(), r["must_failed"].as_bool()), (Some(0), Some(false)));
+    assert_eq!(
+        (r["failed"].as_u64(), r["must_failed"].as_bool()),
+        (Some(0), Some(false))
+    );
     for c in r["checks"].as_array().unwrap() {
-        assert!(["MUST", "SHOULD", "MAY"].contains(&c["keyword"].as_str().unwrap()), "{c}");
+        assert!(
+            ["MUST", "SHOULD", "MAY"].contains(&c["keyword"].as_str().unwrap()),
+            "{c}"
+        );
         assert!(!c["section"].as_str().unwrap().is_empty());
     }
     // --only, --skip and a JUnit report.
-    let o = verify(&[&s.url, "--only", "push,pull", "--skip", "pull", "--report", xml.to_str().unwrap()]);
+    let o = verify(&[
+        &s.url,
+        "--only",
+        "push,pull",
+        "--skip",
+        "pull",
+        "--report",
+        xml.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stdout(&o));
     let x = std::fs::read_to_string(&xml).unwrap();
-    assert!(x.starts_with("<?xml") && x.contains("<testsuite name=\"push\"") && !x.contains("name=\"pull\""), "{x}");
+    assert!(
+        x.starts_with("<?xml")
+            && x.contains("<testsuite name=\"push\"")
+            && !x.contains("name=\"pull\""),
+        "{x}"
+    );
     let o = verify(&[&s.url, "--only", "nonsense"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown area"));
@@ -89,7 +117,13 @@ fn with_access_control_and_a_token() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("r.json");
     let creds = format!("{}:{}", ALICE.0, ALICE.1);
-    let o = verify(&[&s.url, "--creds", &creds, "--report", json.to_str().unwrap()]);
+    let o = verify(&[
+        &s.url,
+        "--creds",
+        &creds,
+        "--report",
+        json.to_str().unwrap(),
+    ]);
     assert_eq!(counts(&o).1, 0, "{}", stdout(&o));
     let r = report(&json);
     assert_eq!(outcome(&r, "auth.challenge"), "pass");
@@ -117,7 +151,11 @@ impl Drop for Reference {
 /// Debian's docker-registry (distribution 2.8.2) on a free port, deletes enabled.
 fn reference() -> Reference {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let conf = dir.path().join("config.yml");
     std::fs::write(
         &conf,
@@ -137,10 +175,17 @@ fn reference() -> Reference {
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "docker-registry did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "docker-registry did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Reference { child, url, _dir: dir }
+    Reference {
+        child,
+        url,
+        _dir: dir,
+    }
 }
 
 #[test]
@@ -159,5 +204,8 @@ fn the_reference_registry() {
     assert_eq!(outcome(&rep, "push.single-post"), "skip");
     assert_eq!(outcome(&rep, "referrers.list"), "skip");
     // A failed MUST check makes the exit status 1.
-    assert_eq!(o.status.success(), failed == 0 || !rep["must_failed"].as_bool().unwrap());
+    assert_eq!(
+        o.status.success(),
+        failed == 0 || !rep["must_failed"].as_bool().unwrap()
+    );
 }

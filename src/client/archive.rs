@@ -56,7 +56,10 @@ fn clean(p: &Path) -> String {
 }
 
 /// Hashes `r` while copying it to `out` (if given); returns the digest, size and magic.
-fn hash_copy(r: &mut dyn Read, mut out: Option<&mut std::fs::File>) -> std::io::Result<(Digest, u64, [u8; 4])> {
+fn hash_copy(
+    r: &mut dyn Read,
+    mut out: Option<&mut std::fs::File>,
+) -> std::io::Result<(Digest, u64, [u8; 4])> {
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
@@ -85,7 +88,11 @@ impl Archive {
     /// names (`name:tag` or `@N`; the only image when `None`). Blocking: run it off the
     /// runtime's threads.
     pub fn open(path: &str, image: Option<&str>) -> Result<Archive> {
-        let what = if path == "-" { "stdin".to_string() } else { path.to_string() };
+        let what = if path == "-" {
+            "stdin".to_string()
+        } else {
+            path.to_string()
+        };
         let fail = |e: &dyn std::fmt::Display| Error::msg(format!("docker-archive {what}: {e}"));
         let mut members = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
@@ -114,7 +121,16 @@ impl Archive {
                 let mut out = std::fs::File::create(&file)?;
                 let (digest, size, magic) = hash_copy(&mut entry, Some(&mut out))
                     .map_err(|e| fail(&format!("not a readable tarball: {e}")))?;
-                members.insert(name, Member { file, start: 0, size, digest, magic });
+                members.insert(
+                    name,
+                    Member {
+                        file,
+                        start: 0,
+                        size,
+                        digest,
+                        magic,
+                    },
+                );
             }
             Some(dir)
         } else {
@@ -137,7 +153,16 @@ impl Archive {
                 let start = entry.raw_file_position();
                 let (digest, size, magic) = hash_copy(&mut entry, None)
                     .map_err(|e| fail(&format!("not a readable tarball: {e}")))?;
-                found.push((name, Member { file: PathBuf::from(path), start, size, digest, magic }));
+                found.push((
+                    name,
+                    Member {
+                        file: PathBuf::from(path),
+                        start,
+                        size,
+                        digest,
+                        magic,
+                    },
+                ));
             }
             members.extend(found);
             None
@@ -159,15 +184,25 @@ impl Archive {
             members
                 .get(&clean(Path::new(name)))
                 .cloned()
-                .ok_or_else(|| fail(&format!("manifest.json names {name}, which is not in the tarball")))
+                .ok_or_else(|| {
+                    fail(&format!(
+                        "manifest.json names {name}, which is not in the tarball"
+                    ))
+                })
         };
         let config_name = entry["Config"]
             .as_str()
             .ok_or_else(|| fail(&"manifest.json: an image without Config"))?;
         let config = member(config_name)?;
         let mut layers = Vec::new();
-        for l in entry["Layers"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let name = l.as_str().ok_or_else(|| fail(&"manifest.json: a layer that is not a path"))?;
+        for l in entry["Layers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let name = l
+                .as_str()
+                .ok_or_else(|| fail(&"manifest.json: a layer that is not a path"))?;
             let m = member(name)?;
             let media = match m.magic {
                 [0x1f, 0x8b, ..] => "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -233,17 +268,28 @@ fn choose(list: &[serde_json::Value], image: Option<&str>) -> Result<(usize, Opt
     let tags = |i: usize| -> Vec<String> {
         list[i]["RepoTags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    let tag_of = |t: &str| t.rsplit_once(':').map(|(_, t)| t.to_string()).filter(|t| !t.contains('/'));
+    let tag_of = |t: &str| {
+        t.rsplit_once(':')
+            .map(|(_, t)| t.to_string())
+            .filter(|t| !t.contains('/'))
+    };
     match image {
         Some(i) if i.starts_with('@') => {
             let n: usize = i[1..]
                 .parse()
                 .map_err(|_| Error::msg(format!("{i}: not @N")))?;
             if n >= list.len() {
-                return Err(Error::msg(format!("{i}: the tarball holds {} images", list.len())));
+                return Err(Error::msg(format!(
+                    "{i}: the tarball holds {} images",
+                    list.len()
+                )));
             }
             Ok((n, tags(n).first().and_then(|t| tag_of(t))))
         }
@@ -277,7 +323,10 @@ impl Source for Archive {
     }
 
     async fn manifest(&self, d: &Descriptor) -> Result<Manifest> {
-        Err(Error::msg(format!("no manifest {} in a docker archive", d.digest)))
+        Err(Error::msg(format!(
+            "no manifest {} in a docker archive",
+            d.digest
+        )))
     }
 
     fn blob(&self, d: &Descriptor) -> Result<Arc<dyn BlobRead>> {

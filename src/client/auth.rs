@@ -150,7 +150,11 @@ impl Challenge {
             Some((s, r)) => (s, r.trim()),
             None => (header, ""),
         };
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return None;
         }
         let mut params = BTreeMap::new();

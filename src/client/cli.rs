@@ -19,7 +19,9 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size (like 64MiB)"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 64MiB)"))?;
     let f: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -64,7 +66,12 @@ pub struct CopyArgs {
     #[arg(long)]
     pub insecure: bool,
     /// The destination registry's USER:PASSWORD.
-    #[arg(long, alias = "dest-creds", env = "EDGE_REGISTRY_CREDS", hide_env_values = true)]
+    #[arg(
+        long,
+        alias = "dest-creds",
+        env = "EDGE_REGISTRY_CREDS",
+        hide_env_values = true
+    )]
     pub creds: Option<String>,
     /// The source registry's USER:PASSWORD.
     #[arg(long, env = "EDGE_REGISTRY_SRC_CREDS", hide_env_values = true)]

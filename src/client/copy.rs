@@ -12,7 +12,9 @@ use super::layout::{LayoutDest, LayoutSource};
 use super::progress::Progress;
 use super::reference::{ImageRef, Tag};
 use super::registry::{short, Manifest, Options};
-use super::source::{blobs_of, children_of, Descriptor, Dest, RegistryDest, RegistrySource, Source};
+use super::source::{
+    blobs_of, children_of, Descriptor, Dest, RegistryDest, RegistrySource, Source,
+};
 use super::upload::{Sent, UploadOptions};
 use super::{Error, Result};
 
@@ -33,7 +35,9 @@ impl Platform {
                 arch: arch.to_string(),
                 variant: parts.get(2).map(|v| v.to_string()),
             }),
-            _ => Err(Error::msg(format!("--platform {s:?}: use OS/ARCH[/VARIANT]"))),
+            _ => Err(Error::msg(format!(
+                "--platform {s:?}: use OS/ARCH[/VARIANT]"
+            ))),
         }
     }
 
@@ -125,7 +129,9 @@ pub async fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<
             Some(tag.clone().map_or(Tag::None, Tag::Tag)),
         ),
         ImageRef::Archive { .. } => {
-            return Err(Error::msg("docker-archive: is a source only (copy to docker:// or oci:)"))
+            return Err(Error::msg(
+                "docker-archive: is a source only (copy to docker:// or oci:)",
+            ))
         }
     };
     let source = open_source(src, &opts.src).await?;
@@ -140,7 +146,10 @@ pub async fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<
             for c in &children {
                 let m = source.manifest(c).await?;
                 if m.is_index() {
-                    return Err(Error::msg(format!("index {} lists another index: not supported", top.digest)));
+                    return Err(Error::msg(format!(
+                        "index {} lists another index: not supported",
+                        top.digest
+                    )));
                 }
                 images.push(m);
             }
@@ -196,7 +205,10 @@ pub async fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<
             }
         }
     });
-    let results: Vec<Sent> = stream::iter(work).buffer_unordered(jobs).try_collect().await?;
+    let results: Vec<Sent> = stream::iter(work)
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
     progress.finish();
 
     let mut summary = Summary {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::registry::{Manifest, MAX_MANIFEST};
-use super::source::{Dest, Descriptor, Source};
+use super::source::{Descriptor, Dest, Source};
 use super::stream::{BlobRead, FileRange, PIECE};
 use super::upload::Sent;
 use super::{Error, Result};
@@ -28,8 +28,7 @@ fn blob_path(dir: &Path, d: &Digest) -> PathBuf {
 fn read_index(dir: &Path) -> Result<Value> {
     let p = dir.join("index.json");
     let text = std::fs::read(&p).map_err(|e| Error::msg(format!("{}: {e}", p.display())))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| Error::msg(format!("{}: not JSON: {e}", p.display())))
+    serde_json::from_slice(&text).map_err(|e| Error::msg(format!("{}: not JSON: {e}", p.display())))
 }
 
 pub struct LayoutSource {
@@ -62,8 +61,9 @@ impl LayoutSource {
                 )))
             }
         };
-        let top: Descriptor = serde_json::from_value(chosen.clone())
-            .map_err(|e| Error::msg(format!("{}/index.json: bad descriptor: {e}", dir.display())))?;
+        let top: Descriptor = serde_json::from_value(chosen.clone()).map_err(|e| {
+            Error::msg(format!("{}/index.json: bad descriptor: {e}", dir.display()))
+        })?;
         Ok(LayoutSource {
             dir: dir.to_path_buf(),
             tag: tag.map(str::to_string),
@@ -134,8 +134,10 @@ impl LayoutDest {
         if !dir.join("index.json").exists() {
             write_atomic(
                 &dir.join("index.json"),
-                &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}))
-                    .unwrap_or_default(),
+                &serde_json::to_vec(
+                    &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+                )
+                .unwrap_or_default(),
             )?;
         }
         Ok(LayoutDest {
@@ -173,7 +175,9 @@ impl LayoutDest {
             }
             n += k as u64;
             if n > size {
-                return Err(Error::msg(format!("blob {d} is longer than its {size} bytes")));
+                return Err(Error::msg(format!(
+                    "blob {d} is longer than its {size} bytes"
+                )));
             }
             hasher.update(&buf[..k]);
             out.write_all(&buf[..k]).await?;

@@ -129,8 +129,14 @@ impl BlobProgress {
         let what = match sent {
             Sent::Present => "already there".to_string(),
             Sent::Mounted => "mounted".to_string(),
-            Sent::Uploaded { bytes, resumed_from: 0 } => format!("{} sent", HumanBytes(*bytes)),
-            Sent::Uploaded { bytes, resumed_from } => format!(
+            Sent::Uploaded {
+                bytes,
+                resumed_from: 0,
+            } => format!("{} sent", HumanBytes(*bytes)),
+            Sent::Uploaded {
+                bytes,
+                resumed_from,
+            } => format!(
                 "{} sent, resumed at {}",
                 HumanBytes(*bytes),
                 HumanBytes(*resumed_from)
@@ -141,9 +147,17 @@ impl BlobProgress {
         }
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain => eprintln!("blob {} ({}): {what}", short(&self.digest), HumanBytes(self.size)),
+            Mode::Plain => eprintln!(
+                "blob {} ({}): {what}",
+                short(&self.digest),
+                HumanBytes(self.size)
+            ),
             Mode::Bars { multi, .. } => {
-                let _ = multi.println(format!("blob {} ({}): {what}", short(&self.digest), HumanBytes(self.size)));
+                let _ = multi.println(format!(
+                    "blob {} ({}): {what}",
+                    short(&self.digest),
+                    HumanBytes(self.size)
+                ));
             }
         }
     }

@@ -73,16 +73,25 @@ pub struct Remote {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
     Docker(Remote),
-    Oci { dir: PathBuf, tag: Option<String> },
+    Oci {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
     /// `path` is `-` for stdin; `image` is `name:tag` or `@N` (the N-th image, from 0).
-    Archive { path: String, image: Option<String> },
+    Archive {
+        path: String,
+        image: Option<String>,
+    },
 }
 
 fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
-        && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 fn valid_repo(r: &str) -> bool {
@@ -90,7 +99,9 @@ fn valid_repo(r: &str) -> bool {
         && r.len() <= 255
         && r.split('/').all(|part| {
             !part.is_empty()
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
                 && part.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && part.ends_with(|c: char| c.is_ascii_alphanumeric())
         })
@@ -139,7 +150,9 @@ impl Remote {
             }
         };
         if !valid_repo(&repo) {
-            return Err(bad("the repository name is not valid (lower case, digits, . _ - and /)"));
+            return Err(bad(
+                "the repository name is not valid (lower case, digits, . _ - and /)",
+            ));
         }
         Ok(Remote { host, repo, tag })
     }
@@ -205,8 +218,13 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((r.host.tls, r.repo.as_str(), r.tag), (Some(false), "x", Tag::None));
-        let ImageRef::Docker(r) = ImageRef::parse("docker://alpine:3").unwrap() else { panic!() };
+        assert_eq!(
+            (r.host.tls, r.repo.as_str(), r.tag),
+            (Some(false), "x", Tag::None)
+        );
+        let ImageRef::Docker(r) = ImageRef::parse("docker://alpine:3").unwrap() else {
+            panic!()
+        };
         assert_eq!(r.host.authority, "registry-1.docker.io");
         assert_eq!(r.repo, "library/alpine");
         let d = format!("sha256:{}", "a".repeat(64));
@@ -216,21 +234,39 @@ mod tests {
         assert_eq!(r.tag, Tag::Digest(Digest::parse(&d).unwrap()));
         assert_eq!(
             ImageRef::parse("oci:/tmp/l:v1").unwrap(),
-            ImageRef::Oci { dir: "/tmp/l".into(), tag: Some("v1".into()) }
+            ImageRef::Oci {
+                dir: "/tmp/l".into(),
+                tag: Some("v1".into())
+            }
         );
         assert_eq!(
             ImageRef::parse("oci:/tmp/l").unwrap(),
-            ImageRef::Oci { dir: "/tmp/l".into(), tag: None }
+            ImageRef::Oci {
+                dir: "/tmp/l".into(),
+                tag: None
+            }
         );
         assert_eq!(
             ImageRef::parse("docker-archive:-").unwrap(),
-            ImageRef::Archive { path: "-".into(), image: None }
+            ImageRef::Archive {
+                path: "-".into(),
+                image: None
+            }
         );
         assert_eq!(
             ImageRef::parse("docker-archive:a.tar:app:1").unwrap(),
-            ImageRef::Archive { path: "a.tar".into(), image: Some("app:1".into()) }
+            ImageRef::Archive {
+                path: "a.tar".into(),
+                image: Some("app:1".into())
+            }
         );
-        for bad in ["docker://h.io/UPPER:1", "docker://h.io/x:bad tag", "ftp://x", "oci:", "docker://http://h"] {
+        for bad in [
+            "docker://h.io/UPPER:1",
+            "docker://h.io/x:bad tag",
+            "ftp://x",
+            "oci:",
+            "docker://http://h",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
         }
     }

@@ -274,7 +274,9 @@ impl Registry {
             return Err(Error::msg(if self.inner.creds.is_some() {
                 format!("authentication failed at {realm}: wrong user or password (HTTP {status})")
             } else {
-                format!("{realm}: the registry needs credentials (--creds USER:PASS or an auth file)")
+                format!(
+                    "{realm}: the registry needs credentials (--creds USER:PASS or an auth file)"
+                )
             }));
         }
         if !status.is_success() {
@@ -364,7 +366,9 @@ impl Registry {
     ) -> Result<Response> {
         let url = self.url(path)?;
         self.send(scope, |c| {
-            let mut r = c.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut r = c
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if let Some(b) = &body {
                 r = r.body(b.clone());
             }
@@ -420,7 +424,13 @@ impl Registry {
                 .map_err(|_| Error::msg("bad manifest media type"))?,
         );
         let resp = self
-            .request(Method::PUT, &path, &push_scope(repo), headers, Some(m.bytes.clone()))
+            .request(
+                Method::PUT,
+                &path,
+                &push_scope(repo),
+                headers,
+                Some(m.bytes.clone()),
+            )
             .await?;
         check(resp, &format!("PUT manifest {repo}:{reference}")).await?;
         Ok(())
@@ -435,7 +445,9 @@ impl Registry {
         match resp.status() {
             s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => check(resp, &format!("HEAD blob {digest}")).await.map(|_| None),
+            _ => check(resp, &format!("HEAD blob {digest}"))
+                .await
+                .map(|_| None),
         }
     }
 
@@ -483,7 +495,10 @@ pub async fn check(resp: Response, what: &str) -> Result<Response> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.contains("html"));
     let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
-    Err(Error::msg(format!("{what}: {}", describe_error(status, &body, html))))
+    Err(Error::msg(format!(
+        "{what}: {}",
+        describe_error(status, &body, html)
+    )))
 }
 
 /// `HTTP 404 (NAME_UNKNOWN: repository name not known)`, or what the body says.

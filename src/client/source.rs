@@ -42,7 +42,11 @@ pub fn blobs_of(m: &Manifest) -> Result<Vec<Descriptor>> {
     if let Some(c) = v.get("config") {
         out.push(parse_descriptor(c, &m.digest)?);
     }
-    for l in v["layers"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for l in v["layers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         let d = parse_descriptor(l, &m.digest)?;
         if !d.is_foreign() {
             out.push(d);
@@ -125,9 +129,13 @@ impl BlobRead for RegistryBlob {
         let mut r = reader_of(resp.bytes_stream());
         if offset > 0 && !partial {
             // The registry sent the whole blob: skip to the offset.
-            let skipped = tokio::io::copy(&mut (&mut r).take(offset), &mut tokio::io::sink()).await?;
+            let skipped =
+                tokio::io::copy(&mut (&mut r).take(offset), &mut tokio::io::sink()).await?;
             if skipped != offset {
-                return Err(Error::msg(format!("blob {} is shorter than {offset}", self.digest)));
+                return Err(Error::msg(format!(
+                    "blob {} is shorter than {offset}",
+                    self.digest
+                )));
             }
         }
         Ok(r)
@@ -174,7 +182,11 @@ pub struct RegistryDest {
 }
 
 impl RegistryDest {
-    pub async fn open(remote: &Remote, opts: &Options, upload: UploadOptions) -> Result<RegistryDest> {
+    pub async fn open(
+        remote: &Remote,
+        opts: &Options,
+        upload: UploadOptions,
+    ) -> Result<RegistryDest> {
         Ok(RegistryDest {
             reg: Registry::connect(&remote.host, opts).await?,
             repo: remote.repo.clone(),
@@ -192,7 +204,14 @@ impl Dest for RegistryDest {
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<Sent> {
         self.reg
-            .upload_blob(&self.repo, &d.digest, d.size, src.as_ref(), &self.upload, progress)
+            .upload_blob(
+                &self.repo,
+                &d.digest,
+                d.size,
+                src.as_ref(),
+                &self.upload,
+                progress,
+            )
             .await
     }
 

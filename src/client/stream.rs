@@ -165,7 +165,11 @@ where
                     st.len += b.len() as u64;
                     if st.size.is_some_and(|s| st.len > s) {
                         st.finished = true;
-                        let e = format!("blob {} is longer than its {} bytes", st.digest, st.size.unwrap_or(0));
+                        let e = format!(
+                            "blob {} is longer than its {} bytes",
+                            st.digest,
+                            st.size.unwrap_or(0)
+                        );
                         return Some((Err(Error::msg(e)), st));
                     }
                     if b.is_empty() {
@@ -177,7 +181,10 @@ where
                 }
                 Some(Err(e)) => {
                     st.finished = true;
-                    return Some((Err(Error::msg(format!("reading blob {}: {e}", st.digest))), st));
+                    return Some((
+                        Err(Error::msg(format!("reading blob {}: {e}", st.digest))),
+                        st,
+                    ));
                 }
                 None => {
                     st.finished = true;
@@ -187,7 +194,12 @@ where
                         return Some((Err(Error::msg(e)), st));
                     }
                     if st.size.is_some_and(|s| s != st.len) {
-                        let e = format!("blob {} arrived with {} bytes, not {}", st.digest, st.len, st.size.unwrap_or(0));
+                        let e = format!(
+                            "blob {} arrived with {} bytes, not {}",
+                            st.digest,
+                            st.len,
+                            st.size.unwrap_or(0)
+                        );
                         return Some((Err(Error::msg(e)), st));
                     }
                     return st.held.take().map(|b| (Ok(b), st));
@@ -222,7 +234,8 @@ impl BlobRead for FileRange {
         let mut f = tokio::fs::File::open(&self.path)
             .await
             .map_err(|e| Error::msg(format!("{}: {e}", self.path.display())))?;
-        f.seek(std::io::SeekFrom::Start(self.start + offset)).await?;
+        f.seek(std::io::SeekFrom::Start(self.start + offset))
+            .await?;
         Ok(Box::new(f.take(self.len.saturating_sub(offset))))
     }
 }

@@ -38,7 +38,10 @@ pub enum Sent {
     Present,
     Mounted,
     /// Uploaded: the bytes sent, and the offset a saved session resumed from.
-    Uploaded { bytes: u64, resumed_from: u64 },
+    Uploaded {
+        bytes: u64,
+        resumed_from: u64,
+    },
 }
 
 /// A session saved between runs.
@@ -82,7 +85,8 @@ fn location(reg: &Registry, resp: &Response) -> Result<String> {
 
 fn with_digest(location: &str, digest: &Digest) -> Result<reqwest::Url> {
     let mut u = reqwest::Url::parse(location).map_err(|e| Error::msg(format!("{e}")))?;
-    u.query_pairs_mut().append_pair("digest", &digest.to_string());
+    u.query_pairs_mut()
+        .append_pair("digest", &digest.to_string());
     Ok(u)
 }
 
@@ -121,7 +125,9 @@ impl Registry {
         if let Some(from) = &opts.mount_from {
             let path = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}");
             let resp = self
-                .send(&scope, |c| c.post(self.url(&path).unwrap()).header(CONTENT_LENGTH, 0))
+                .send(&scope, |c| {
+                    c.post(self.url(&path).unwrap()).header(CONTENT_LENGTH, 0)
+                })
                 .await?;
             match resp.status() {
                 StatusCode::CREATED => {
@@ -150,7 +156,10 @@ impl Registry {
             }
         }
         if session.is_none() && size < opts.chunk_size {
-            match self.monolithic(repo, digest, size, src, &scope, progress.clone()).await? {
+            match self
+                .monolithic(repo, digest, size, src, &scope, progress.clone())
+                .await?
+            {
                 None => {
                     return Ok(Sent::Uploaded {
                         bytes: size,
@@ -165,7 +174,17 @@ impl Registry {
             None => self.open_session(repo, &scope).await?,
         };
         let sent = self
-            .chunked(session, resumed_from, digest, size, src, opts, state.as_deref(), &scope, progress)
+            .chunked(
+                session,
+                resumed_from,
+                digest,
+                size,
+                src,
+                opts,
+                state.as_deref(),
+                &scope,
+                progress,
+            )
             .await;
         if let (Some(p), true) = (&state, sent.is_ok()) {
             let _ = std::fs::remove_file(p);
@@ -187,7 +206,9 @@ impl Registry {
     async fn open_session(&self, repo: &str, scope: &str) -> Result<Session> {
         let path = format!("/v2/{repo}/blobs/uploads/");
         let resp = self
-            .send(scope, |c| c.post(self.url(&path).unwrap()).header(CONTENT_LENGTH, 0))
+            .send(scope, |c| {
+                c.post(self.url(&path).unwrap()).header(CONTENT_LENGTH, 0)
+            })
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             check(resp, &format!("POST {path}")).await?;
@@ -222,7 +243,14 @@ impl Registry {
         let reader = Arc::new(tokio::sync::Mutex::new(src.open(0).await?));
         let hasher = Arc::new(Mutex::new(Hasher::new(digest.algorithm())));
         let failure: Failure = Arc::default();
-        let stream = body(reader, size, hasher, Some(digest.clone()), failure.clone(), progress);
+        let stream = body(
+            reader,
+            size,
+            hasher,
+            Some(digest.clone()),
+            failure.clone(),
+            progress,
+        );
         let url = self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}"))?;
         let req = self
             .http()
@@ -358,7 +386,10 @@ impl Registry {
                             && status != StatusCode::REQUEST_TIMEOUT
                             && status != StatusCode::TOO_MANY_REQUESTS)
                     {
-                        return Err(Error::msg(format!("upload {} chunk at {offset}: {d}", short(digest))));
+                        return Err(Error::msg(format!(
+                            "upload {} chunk at {offset}: {d}",
+                            short(digest)
+                        )));
                     }
                     d
                 }
@@ -400,7 +431,7 @@ impl Registry {
                 "the source's bytes for {digest} hash to {got}: the source is corrupt"
             )));
         }
-        let url = with_digest(&self.url(&session.location)?.to_string(), digest)?;
+        let url = with_digest(self.url(&session.location)?.as_ref(), digest)?;
         let resp = self
             .send(scope, |c| c.put(url.clone()).header(CONTENT_LENGTH, 0))
             .await

@@ -70,7 +70,9 @@ impl Proxy {
         let c = counters.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (client, upstream, c) = (client.clone(), upstream.clone(), c.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -82,7 +84,11 @@ impl Proxy {
                 });
             }
         });
-        Proxy { url, counters, task }
+        Proxy {
+            url,
+            counters,
+            task,
+        }
     }
 }
 
@@ -94,7 +100,11 @@ fn too_large(c: &Counters) -> Response<Body> {
         .status(StatusCode::PAYLOAD_TOO_LARGE)
         .header("content-type", "text/html")
         .header("connection", "close")
-        .body(Full::new(Bytes::from_static(PAGE.as_bytes())).map_err(|e| match e {}).boxed())
+        .body(
+            Full::new(Bytes::from_static(PAGE.as_bytes()))
+                .map_err(|e| match e {})
+                .boxed(),
+        )
         .unwrap()
 }
 
@@ -122,16 +132,18 @@ async fn forward(
     let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s2, o2, c2) = (seen.clone(), over.clone(), c.clone());
     type BoxErr = Box<dyn std::error::Error + Send + Sync>;
-    let stream = body.into_data_stream().map(move |r| -> Result<Bytes, BoxErr> {
-        let b = r.map_err(|e| -> BoxErr { Box::new(e) })?;
-        let n = s2.fetch_add(b.len() as u64, Ordering::Relaxed) + b.len() as u64;
-        if n > limit {
-            o2.store(true, Ordering::Relaxed);
-            return Err("body over the limit".into());
-        }
-        c2.forwarded.fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
-    });
+    let stream = body
+        .into_data_stream()
+        .map(move |r| -> Result<Bytes, BoxErr> {
+            let b = r.map_err(|e| -> BoxErr { Box::new(e) })?;
+            let n = s2.fetch_add(b.len() as u64, Ordering::Relaxed) + b.len() as u64;
+            if n > limit {
+                o2.store(true, Ordering::Relaxed);
+                return Err("body over the limit".into());
+            }
+            c2.forwarded.fetch_add(b.len() as u64, Ordering::Relaxed);
+            Ok(b)
+        });
     let mut headers = parts.headers.clone();
     for h in ["connection", "transfer-encoding", "keep-alive", "expect"] {
         headers.remove(h);
@@ -142,7 +154,8 @@ async fn forward(
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
-    c.largest.fetch_max(seen.load(Ordering::Relaxed), Ordering::Relaxed);
+    c.largest
+        .fetch_max(seen.load(Ordering::Relaxed), Ordering::Relaxed);
     if over.load(Ordering::Relaxed) {
         return Ok(too_large(&c));
     }
@@ -151,7 +164,11 @@ async fn forward(
         Err(e) => {
             return Ok(Response::builder()
                 .status(StatusCode::BAD_GATEWAY)
-                .body(Full::new(Bytes::from(e.to_string())).map_err(|e| match e {}).boxed())
+                .body(
+                    Full::new(Bytes::from(e.to_string()))
+                        .map_err(|e| match e {})
+                        .boxed(),
+                )
                 .unwrap())
         }
     };

@@ -102,7 +102,16 @@ pub struct Config {
 
 /// The areas, in the order they run.
 pub const AREAS: &[&str] = &[
-    "base", "auth", "push", "pull", "manifests", "tags", "catalog", "referrers", "errors", "delete",
+    "base",
+    "auth",
+    "push",
+    "pull",
+    "manifests",
+    "tags",
+    "catalog",
+    "referrers",
+    "errors",
+    "delete",
 ];
 
 /// A response read whole (bounded).
@@ -123,7 +132,9 @@ impl Resp {
 
     /// The first error code of a spec error body.
     pub fn error_code(&self) -> Option<String> {
-        self.json()?["errors"][0]["code"].as_str().map(str::to_string)
+        self.json()?["errors"][0]["code"]
+            .as_str()
+            .map(str::to_string)
     }
 
     /// `status` and, for an error, its code: for messages.
@@ -158,7 +169,10 @@ impl Ctx {
             Err(Verdict::Fail(m)) => Outcome::Fail(m),
             Err(Verdict::Skip(m)) => Outcome::Skip(m),
         };
-        self.results.lock().unwrap().push(CheckResult { meta, outcome });
+        self.results
+            .lock()
+            .unwrap()
+            .push(CheckResult { meta, outcome });
     }
 
     /// A request on `path` (or a full URL) with the push scope of the repository.
@@ -196,14 +210,29 @@ impl Ctx {
     /// Pushes `data` as a blob with POST + PUT; its digest.
     pub async fn push_blob(&self, data: &[u8]) -> Result<Digest> {
         let d = Digest::of(Algorithm::Sha256, data);
-        let r = self.req(Method::POST, &self.path("blobs/uploads/"), &[("content-length", "0")], None).await?;
+        let r = self
+            .req(
+                Method::POST,
+                &self.path("blobs/uploads/"),
+                &[("content-length", "0")],
+                None,
+            )
+            .await?;
         if r.status != StatusCode::ACCEPTED {
             return Err(Error::msg(format!("POST blobs/uploads/: {}", r.describe())));
         }
-        let loc = r.header("location").ok_or_else(|| Error::msg("no Location"))?.to_string();
+        let loc = r
+            .header("location")
+            .ok_or_else(|| Error::msg("no Location"))?
+            .to_string();
         let url = with_query(&self.reg.url(&loc)?, "digest", &d.to_string());
         let r = self
-            .req(Method::PUT, &url, &[("content-type", "application/octet-stream")], Some(Bytes::copy_from_slice(data)))
+            .req(
+                Method::PUT,
+                &url,
+                &[("content-type", "application/octet-stream")],
+                Some(Bytes::copy_from_slice(data)),
+            )
             .await?;
         if r.status != StatusCode::CREATED {
             return Err(Error::msg(format!("PUT upload: {}", r.describe())));
@@ -213,7 +242,12 @@ impl Ctx {
     }
 
     /// PUTs a manifest under `reference`; the response.
-    pub async fn put_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<Resp> {
+    pub async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Resp> {
         let r = self
             .req(
                 Method::PUT,
@@ -266,7 +300,10 @@ pub fn random(n: usize) -> Vec<u8> {
 pub async fn run(host: &Host, opts: &Options, cfg: &Config) -> Result<Vec<CheckResult>> {
     for a in cfg.only.iter().chain(&cfg.skip) {
         if !AREAS.contains(&a.as_str()) {
-            return Err(Error::msg(format!("unknown area {a:?} (areas: {})", AREAS.join(", "))));
+            return Err(Error::msg(format!(
+                "unknown area {a:?} (areas: {})",
+                AREAS.join(", ")
+            )));
         }
     }
     let reg = Registry::connect(host, opts).await?;
@@ -283,7 +320,10 @@ pub async fn run(host: &Host, opts: &Options, cfg: &Config) -> Result<Vec<CheckR
         pushed_blobs: Mutex::default(),
     };
     // Is it a registry at all? Everything else depends on it.
-    let base = c.req(Method::GET, "/v2/", &[], None).await.map_err(|e| e.context(format!("{}v2/", c.reg.base())))?;
+    let base = c
+        .req(Method::GET, "/v2/", &[], None)
+        .await
+        .map_err(|e| e.context(format!("{}v2/", c.reg.base())))?;
     if !base.status.is_success() && base.status != StatusCode::UNAUTHORIZED {
         return Err(Error::msg(format!(
             "{}v2/ answered {}: not an OCI registry (or the credentials are refused)",

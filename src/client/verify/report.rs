@@ -27,7 +27,10 @@ pub fn must_failed(results: &[CheckResult]) -> bool {
 pub fn table(results: &[CheckResult]) -> String {
     let idw = results.iter().map(|r| r.meta.id.len()).max().unwrap_or(10);
     let mut out = String::new();
-    out.push_str(&format!("{:<6} {:<6} {:<idw$} {}\n", "RESULT", "LEVEL", "CHECK", "SPEC SECTION / WHY"));
+    out.push_str(&format!(
+        "{:<6} {:<6} {:<idw$} {}\n",
+        "RESULT", "LEVEL", "CHECK", "SPEC SECTION / WHY"
+    ));
     for r in results {
         let (status, why) = match &r.outcome {
             Outcome::Pass => ("pass", String::new()),
@@ -71,8 +74,14 @@ pub fn junit(url: &str, results: &[CheckResult]) -> String {
     areas.dedup();
     for area in areas {
         let in_area: Vec<&CheckResult> = results.iter().filter(|r| r.meta.area == area).collect();
-        let f = in_area.iter().filter(|r| matches!(r.outcome, Outcome::Fail(_))).count();
-        let s = in_area.iter().filter(|r| matches!(r.outcome, Outcome::Skip(_))).count();
+        let f = in_area
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
+            .count();
+        let s = in_area
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Skip(_)))
+            .count();
         out.push_str(&format!(
             "  <testsuite name=\"{area}\" tests=\"{}\" failures=\"{f}\" skipped=\"{s}\">\n",
             in_area.len()
@@ -91,7 +100,9 @@ pub fn junit(url: &str, results: &[CheckResult]) -> String {
                     xml_escape(m),
                     xml_escape(r.meta.title)
                 )),
-                Outcome::Skip(m) => out.push_str(&format!("<skipped message=\"{}\"/>", xml_escape(m))),
+                Outcome::Skip(m) => {
+                    out.push_str(&format!("<skipped message=\"{}\"/>", xml_escape(m)))
+                }
             }
             out.push_str("</testcase>\n");
         }
