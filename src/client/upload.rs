@@ -263,7 +263,12 @@ impl Registry {
         if let Some(e) = failed {
             return Err(e);
         }
-        let resp = resp?;
+        let resp = match resp {
+            Ok(r) => r,
+            // A proxy that refuses a body this large may close the connection before
+            // answering (its 413 unread): go in chunks instead.
+            Err(_) => return Ok(Some(self.open_session(repo, scope).await?)),
+        };
         match resp.status() {
             StatusCode::CREATED => Ok(None),
             StatusCode::ACCEPTED => Ok(Some(self.session_of(&resp)?)),

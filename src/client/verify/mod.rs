@@ -194,7 +194,7 @@ impl Ctx {
         let resp = self.reg.request(method, path, &scope, h, body).await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = read_limited(resp, 8 << 20).await?;
+        let body = read_limited(resp, 40 << 20).await?;
         Ok(Resp {
             status,
             headers,
