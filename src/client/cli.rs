@@ -181,7 +181,7 @@ pub fn copy_main(a: CopyArgs) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("edge-registry copy: {e}");
+            eprintln!("edge-registry copy: {}", super::one_line(&e.0));
             1
         }
     }
@@ -220,7 +220,7 @@ pub fn verify_main(a: VerifyArgs) -> i32 {
             i32::from(verify::report::must_failed(&results))
         }
         Err(e) => {
-            eprintln!("edge-registry verify: {e}");
+            eprintln!("edge-registry verify: {}", super::one_line(&e.0));
             1
         }
     }

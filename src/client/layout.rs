@@ -186,7 +186,7 @@ impl LayoutDest {
         let got = hasher.finish();
         if &got != d || n != size {
             return Err(Error::msg(format!(
-                "blob {d}: the source's {n} bytes hash to {got}: the source is corrupt"
+                "the source's {n} bytes for {d} hash to {got}: the source is corrupt"
             )));
         }
         out.sync_all().await?;

@@ -91,6 +91,21 @@ impl WithoutUrl for reqwest::Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `s` as one printable line: control characters (a tarball's garbage, a server's) become `?`,
+/// replacement characters are dropped, and it ends after 400 characters.
+pub fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .filter(|c| *c != char::REPLACEMENT_CHARACTER)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(400)
+        .collect();
+    if s.chars().count() > 400 {
+        out.push('…');
+    }
+    out
+}
+
 /// Shorthand for `Err(Error::msg(format!(...)))`.
 #[macro_export]
 #[doc(hidden)]

@@ -7,8 +7,10 @@
 pub mod report;
 
 mod discovery;
+mod listing;
 mod pull;
 mod push;
+mod referrers;
 
 use std::sync::Mutex;
 
@@ -345,16 +347,16 @@ pub async fn run(host: &Host, opts: &Options, cfg: &Config) -> Result<Vec<CheckR
         pull::manifests(&c, &fixture).await;
     }
     if c.enabled("tags") || c.enabled("catalog") {
-        discovery::listing(&c, &fixture).await;
+        listing::listing(&c, &fixture).await;
     }
     if c.enabled("referrers") {
-        discovery::referrers(&c, &fixture).await;
+        referrers::referrers(&c, &fixture).await;
     }
     if c.enabled("errors") {
         discovery::errors(&c).await;
     }
     if c.enabled("delete") {
-        discovery::delete(&c, &fixture).await;
+        referrers::delete(&c, &fixture).await;
     }
     if !cfg.keep {
         discovery::clean_up(&c).await;
