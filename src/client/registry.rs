@@ -128,8 +128,9 @@ fn build_http(opts: &Options, insecure_tls: bool) -> Result<reqwest::Client> {
 }
 
 impl Registry {
-    /// A client of `host`. Without a scheme it is HTTPS; with `--insecure`, HTTPS is tried
-    /// first (certificates unchecked) and plain HTTP if that cannot connect.
+    /// A client of `host`. `http://` is plain HTTP; without a scheme it is HTTPS, and with
+    /// `--insecure` HTTPS is tried first (certificates unchecked), then plain HTTP if that
+    /// cannot connect.
     pub async fn connect(host: &Host, opts: &Options) -> Result<Registry> {
         let creds = match &opts.creds {
             Some(c) => Some(c.clone()),
@@ -150,11 +151,8 @@ impl Registry {
         };
         match host.tls {
             Some(true) => make("https"),
-            Some(false) if opts.insecure => make("http"),
-            Some(false) => Err(Error::msg(format!(
-                "{}: plain HTTP needs --insecure",
-                host.authority
-            ))),
+            // An explicit `http://` is the user's choice of plain HTTP.
+            Some(false) => make("http"),
             None if !opts.insecure => make("https"),
             None => {
                 let https = make("https")?;
