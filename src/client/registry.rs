@@ -22,6 +22,9 @@ use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 /// The largest manifest read (the spec's 4 MiB, which registries hold to).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
+/// How often a request that got 502, 503 or 504 is sent again.
+const RETRIES: u32 = 4;
+
 /// Every manifest media type a client accepts.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -323,24 +326,34 @@ impl Registry {
     }
 
     /// Sends the request `make` builds, with the credentials `scope` needs; after a 401 it
-    /// answers the challenge and sends it once more (so `make` must build a body that can be
-    /// sent again).
+    /// answers the challenge and sends it once more, and after a 502/503/504 it tries again a
+    /// few times (so `make` must build a body that can be sent again).
     pub async fn send(
         &self,
         scope: &str,
         make: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response> {
-        for attempt in 0..2 {
+        let mut challenged = false;
+        let mut attempt = 0;
+        loop {
             let resp = self.send_once(scope, make(&self.inner.http)).await?;
-            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !challenged {
+                challenged = true;
                 self.forget_token(scope);
                 self.inner.auth.lock().unwrap().open = false;
                 self.answer_challenge(&resp, scope).await?;
                 continue;
             }
+            // "If an 502, 503 or 504 error is received, the client SHOULD assume that the
+            // download can proceed due to a temporary condition": a few tries, backing off.
+            if matches!(status.as_u16(), 502..=504) && attempt < RETRIES {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                continue;
+            }
             return Ok(resp);
         }
-        unreachable!("the loop returns")
     }
 
     /// Sends `req` once, with the credentials `scope` needs as known now.

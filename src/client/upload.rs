@@ -49,6 +49,11 @@ pub enum Sent {
 struct Saved {
     location: String,
     offset: u64,
+    /// The session's advertised chunk bounds (0: none).
+    #[serde(default)]
+    min: u64,
+    #[serde(default)]
+    max: u64,
 }
 
 /// How often one blob's session may fail before the copy gives up.
@@ -148,8 +153,8 @@ impl Registry {
                         resumed_from = offset;
                         session = Some(Session {
                             location: saved.location,
-                            min: 0,
-                            max: 0,
+                            min: saved.min,
+                            max: saved.max,
                         });
                     }
                 }
@@ -175,6 +180,7 @@ impl Registry {
         };
         let sent = self
             .chunked(
+                repo,
                 session,
                 resumed_from,
                 digest,
@@ -286,6 +292,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     async fn chunked(
         &self,
+        repo: &str,
         mut session: Session,
         start: u64,
         digest: &Digest,
@@ -361,7 +368,7 @@ impl Registry {
                         offset = reached;
                         failures = 0;
                         if let Some(p) = state {
-                            save(p, &session.location, offset);
+                            save(p, &session, offset);
                         }
                         if size == 0 {
                             break;
@@ -441,6 +448,12 @@ impl Registry {
             .send(scope, |c| c.put(url.clone()).header(CONTENT_LENGTH, 0))
             .await
             .map_err(|e| e.context(format!("complete {}", short(digest))))?;
+        // A PUT sent again after a 5xx whose first try did complete finds the session gone.
+        if resp.status() == StatusCode::NOT_FOUND
+            && self.head_blob(repo, digest, scope).await? == Some(size)
+        {
+            return Ok(sent);
+        }
         check(resp, &format!("complete {}", short(digest))).await?;
         Ok(sent)
     }
@@ -456,10 +469,12 @@ fn load(p: &Path) -> Option<Saved> {
     serde_json::from_slice(&std::fs::read(p).ok()?).ok()
 }
 
-fn save(p: &Path, location: &str, offset: u64) {
+fn save(p: &Path, session: &Session, offset: u64) {
     let saved = Saved {
-        location: location.to_string(),
+        location: session.location.clone(),
         offset,
+        min: session.min,
+        max: session.max,
     };
     if let Some(dir) = p.parent() {
         let _ = std::fs::create_dir_all(dir);
