@@ -38,6 +38,9 @@ pub mod urls;
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub mod native;
 
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+pub mod client;
+
 #[cfg(target_arch = "wasm32")]
 pub mod worker;
 

@@ -36,6 +36,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// Copy an image between registries, OCI layouts and `docker save` tarballs, in chunks
+    /// small enough for any proxy's body limit, resuming where a previous run stopped.
+    Copy(Box<edge_registry::client::cli::CopyArgs>),
+    /// Check a registry against the OCI Distribution Spec v1.1.
+    Verify(Box<edge_registry::client::cli::VerifyArgs>),
 }
 
 #[derive(clap::Args)]
@@ -135,6 +140,8 @@ fn main() -> std::io::Result<()> {
             Ok(())
         }
         Command::Serve(s) => serve(*s),
+        Command::Copy(a) => std::process::exit(edge_registry::client::cli::copy_main(*a)),
+        Command::Verify(a) => std::process::exit(edge_registry::client::cli::verify_main(*a)),
     }
 }
 

@@ -65,6 +65,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "How long a request body may send nothing before the request is abandoned (a duration; native)",
     },
     Setting {
+        var: "MAX_CHUNK_LENGTH",
+        flag: "max-chunk-length",
+        default: "0",
+        help: "Chunk size advertised as OCI-Chunk-Max-Length on the upload POST, in bytes, for clients behind a body limit (0: not advertised; the Worker's default is 95000000, under Cloudflare's 100 MB); larger chunks are still accepted",
+    },
+    Setting {
         var: "CATALOG_CACHE_TTL",
         flag: "catalog-cache-ttl",
         default: "60",
@@ -88,6 +94,8 @@ pub struct Settings {
     pub body_timeout: u64,
     /// Seconds.
     pub catalog_cache_ttl: u64,
+    /// Advertised in `OCI-Chunk-Max-Length` when not 0.
+    pub max_chunk_length: u64,
     /// Largest manifest accepted; larger ones get 413 (not a setting: the spec's 4 MiB).
     pub max_manifest_size: usize,
 }
@@ -169,6 +177,7 @@ impl Settings {
                 "CATALOG_CACHE_TTL",
                 parse_duration(&get("CATALOG_CACHE_TTL")),
             )?,
+            max_chunk_length: named("MAX_CHUNK_LENGTH", number(&get("MAX_CHUNK_LENGTH")))?,
             max_manifest_size: 4 * 1024 * 1024,
         })
     }
@@ -205,6 +214,7 @@ mod tests {
             Settings::from_lookup_with_defaults(|_| None, &[("AUTH_MODE", "authenticated")])
                 .unwrap();
         assert_eq!(worker.auth_mode, Mode::Authenticated);
+        assert_eq!(d.max_chunk_length, 0);
         let s = Settings::from_lookup(|v| (v == "UPLOAD_TTL").then(|| "2h".to_string())).unwrap();
         assert_eq!(s.upload_ttl, 7200);
         let e =

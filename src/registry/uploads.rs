@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 
 use super::response::{
     content_length, digest_param, empty, finish, header_str, hv, query, response, Result,
-    CHUNK_MIN_LENGTH, CONTENT_DIGEST, UPLOAD_UUID,
+    CHUNK_MAX_LENGTH, CHUNK_MIN_LENGTH, CONTENT_DIGEST, UPLOAD_UUID,
 };
 use super::{Ctx, Registry};
 use crate::auth::Action;
@@ -96,11 +96,14 @@ impl<S: Storage> Registry<S> {
             .store
             .open_session(name, self.at(cx), &mut cx.events)
             .await?;
-        Ok(finish(
-            self.upload_response(StatusCode::ACCEPTED, name, &id, 0)
-                .header(CHUNK_MIN_LENGTH, self.chunk_min_length),
-            Body::Empty,
-        ))
+        let mut resp = self
+            .upload_response(StatusCode::ACCEPTED, name, &id, 0)
+            .header(CHUNK_MIN_LENGTH, self.chunk_min_length);
+        if self.settings.max_chunk_length > 0 {
+            // Advisory, for clients behind a body limit: larger chunks are still accepted.
+            resp = resp.header(CHUNK_MAX_LENGTH, self.settings.max_chunk_length);
+        }
+        Ok(finish(resp, Body::Empty))
     }
 
     async fn session(&self, cx: &mut Ctx<'_>, name: &Name, id: &str) -> Result<UploadState> {

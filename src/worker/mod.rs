@@ -148,8 +148,15 @@ fn now() -> u64 {
 
 /// The settings, read from the Worker's vars by the core's table. The Worker is
 /// `authenticated` unless AUTH_MODE says otherwise.
+/// Where the Worker's defaults differ from the table's: `authenticated`, and a chunk size
+/// under the Free plan's 100 MB request body limit advertised to clients.
+pub const WORKER_DEFAULTS: &[(&str, &str)] = &[
+    ("AUTH_MODE", "authenticated"),
+    ("MAX_CHUNK_LENGTH", "95000000"),
+];
+
 fn settings(env: &Env) -> Result<Settings, String> {
-    Settings::from_lookup_with_defaults(|v| var(env, v), &[("AUTH_MODE", "authenticated")])
+    Settings::from_lookup_with_defaults(|v| var(env, v), WORKER_DEFAULTS)
 }
 
 thread_local! {
