@@ -197,7 +197,11 @@ fn check_native_rss(s: &Server, what: &str) {
 
 #[tokio::test]
 async fn eight_clients_at_once_push_and_pull_200_mib_each() {
-    const CLIENTS: u64 = 8;
+    // How many at once: 8, unless EDGE_REGISTRY_LARGE_CLIENTS says otherwise.
+    let clients: u64 = std::env::var("EDGE_REGISTRY_LARGE_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let s = Server::start();
     let c = Client::of(&s);
     let name = repo("large-concurrent");
@@ -205,19 +209,19 @@ async fn eight_clients_at_once_push_and_pull_200_mib_each() {
     let len = 200 * mib;
 
     // 8 chunked pushes in 50 MiB PATCHes, at once (one isolate under `wrangler dev`).
-    let pushes = (0..CLIENTS).map(|i| push_chunked(&c, &name, 100 + i, len, 50 * mib));
+    let pushes = (0..clients).map(|i| push_chunked(&c, &name, 100 + i, len, 50 * mib));
     let done = futures_util::future::join_all(pushes).await;
     wasm_high_water("8 chunked pushes of 200 MiB at once", &done);
     check_native_rss(&s, "8 chunked pushes of 200 MiB at once");
 
     // 8 monolithic pushes (POST, then PUT with the whole body), at once.
-    let pushes = (0..CLIENTS).map(|i| push_monolithic(&c, &name, 200 + i, len));
+    let pushes = (0..clients).map(|i| push_monolithic(&c, &name, 200 + i, len));
     let done = futures_util::future::join_all(pushes).await;
     wasm_high_water("8 monolithic pushes of 200 MiB at once", &done);
     check_native_rss(&s, "8 monolithic pushes of 200 MiB at once");
 
     // 8 pulls of what the chunked pushes stored, at once, each checked as it streams.
-    let pulls = (0..CLIENTS).map(|i| {
+    let pulls = (0..clients).map(|i| {
         let (c, name) = (c.clone(), name.clone());
         async move {
             let d = content::digest(100 + i, len);
