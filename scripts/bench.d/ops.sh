@@ -43,25 +43,18 @@ OURS_ARGS=()
 
 ops() { client --names off,on "$@" --ours "$OFF_URL" --ref "$ON_URL" --results "$RESULTS" --runs "$RUNS"; }
 
-say "manifest GETs with wrk -t2 -c16 ($WRK_DURATION each)"
-client setup --url "$OFF_URL" --repo bench/wrk --tag latest >/dev/null
-client setup --url "$ON_URL" --repo bench/wrk --tag latest >/dev/null
-ops wrk --duration "$WRK_DURATION" --header "Accept: application/vnd.oci.image.manifest.v1+json" \
-    --label "manifest GET by tag (wrk -t2 -c16)" --ours-path /v2/bench/wrk/manifests/latest
-
-# The GETs left "on" a backlog of pull events to deliver: let it drain (at most 2 minutes), so
-# the uploads measure the steady cost, not the catching up.
-for _ in $(seq 1 240); do
-    pending=$(curl -sf "$METRICS_URL" | awk '/^edge_registry_notification_pending/ {s+=$2} END {print s+0}')
-    [[ $pending == 0 ]] && break
-    sleep 0.5
-done
-say "16 MiB uploads (pending notifications before: ${pending:-?})"
+say "16 MiB uploads (first: no backlog of pull events to deliver yet)"
 BLOB=$WORK/blob-16M
 head -c $((16 << 20)) /dev/urandom >"$BLOB"
 BLOB_DIGEST=sha256:$(openssl dgst -sha256 -r "$BLOB" | cut -d' ' -f1)
 ops upload --repo bench/up --file "$BLOB" --digest "$BLOB_DIGEST" --mode post \
     --ours-root "$WORK/ops-off" --ref-root "$WORK/ops-on" --label "upload 16 MiB (POST ?digest=)"
+
+say "manifest GETs with wrk -t2 -c16 ($WRK_DURATION each)"
+client setup --url "$OFF_URL" --repo bench/wrk --tag latest >/dev/null
+client setup --url "$ON_URL" --repo bench/wrk --tag latest >/dev/null
+ops wrk --duration "$WRK_DURATION" --header "Accept: application/vnd.oci.image.manifest.v1+json" \
+    --label "manifest GET by tag (wrk -t2 -c16)" --ours-path /v2/bench/wrk/manifests/latest
 
 client --names off,on report --results "$RESULTS"
 echo
