@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve the registry over HTTP, storing on local disk.
     Serve(Box<Serve>),
+    /// Collect garbage once: blobs and manifests nothing live references (also while a server
+    /// runs on the same root).
+    Gc(edge_registry::native::gc::GcArgs),
     /// Print an htpasswd line (bcrypt) for USER, reading the password from stdin's first line.
     HashPassword {
         user: String,
@@ -63,6 +66,8 @@ struct Serve {
     #[arg(long)]
     json_logs: bool,
     #[command(flatten)]
+    gc: edge_registry::native::gc::ServeGc,
+    #[command(flatten)]
     settings: SettingsArgs,
 }
 
@@ -93,13 +98,18 @@ impl clap::Args for SettingsArgs {
                 format!("EDGE_REGISTRY_{}", s.flag.replace('-', "_").to_uppercase())
                     .into_boxed_str(),
             );
-            cmd.arg(
-                Arg::new(s.var)
-                    .long(s.flag)
-                    .env(env)
-                    .help(s.help)
-                    .default_value(s.default),
-            )
+            let arg = Arg::new(s.var)
+                .long(s.flag)
+                .env(env)
+                .help(s.help)
+                .default_value(s.default);
+            // A switch (`--gc-delete-untagged`) may be given without a value.
+            let arg = if matches!(s.default, "true" | "false") {
+                arg.num_args(0..=1).default_missing_value("true")
+            } else {
+                arg
+            };
+            cmd.arg(arg)
         })
     }
 
@@ -131,6 +141,7 @@ fn main() -> std::io::Result<()> {
             Ok(())
         }
         Command::Serve(s) => serve(*s),
+        Command::Gc(args) => edge_registry::native::gc::run(args),
     }
 }
 
@@ -191,7 +202,9 @@ fn serve(s: Serve) -> std::io::Result<()> {
     if mode == Mode::Open && !s.listen.ip().is_loopback() {
         tracing::warn!(listen = %s.listen, "open mode on a non-loopback address: anyone who can reach it may push and delete");
     }
+    let gc_options = edge_registry::native::gc::serve_options(&settings, &s.gc)?;
     let storage = FsStorage::open(&s.root)?;
+    let gc_storage = storage.clone();
     let limits = server::Limits {
         body_timeout: Duration::from_secs(settings.body_timeout),
         trusted_proxies,
@@ -215,6 +228,9 @@ fn serve(s: Serve) -> std::io::Result<()> {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed upload data left by a crash"),
             Err(e) => tracing::warn!(error = %e.cause(), "recovering upload data failed"),
+        }
+        if let Some(every) = s.gc.gc_interval {
+            edge_registry::native::gc::spawn_periodic(gc_storage, every, gc_options);
         }
         // Expire stale upload sessions now and then (and at start, after a crash).
         let sweeper = registry.clone();
