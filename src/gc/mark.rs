@@ -173,10 +173,11 @@ impl Roots<'_> {
         modified.saturating_add(self.grace) > self.now
     }
 
-    /// Whether a record is a root of its own: not when untagged manifests may go, unless it is
-    /// young (by its push time or its bytes' time), or new or rewritten since the first mark.
+    /// Whether a record is a root of its own: yes unless untagged manifests may go or it is a
+    /// referrer (which lives with its subject); but always when it is young (by its push time
+    /// or its bytes' time), or new or rewritten since the first mark.
     fn record(&self, repo: &Name, d: &Digest, record: &ManifestRecord, version: &str) -> bool {
-        if !self.delete_untagged {
+        if !self.delete_untagged && record.subject.is_none() {
             return true;
         }
         if record.pushed.is_some_and(|ms| self.young(ms / 1000)) {

@@ -5,8 +5,9 @@
 //!
 //! # What is live
 //! A manifest a tag points at; a child of a live index; a referrer (its `subject`) of a live
-//! manifest; the config and layers of a live manifest; and every manifest record unless
-//! untagged manifests may go ([`Options::delete_untagged`]). A record pushed within the grace
+//! manifest; the config and layers of a live manifest; and every manifest record that is not
+//! a referrer, unless untagged manifests may go ([`Options::delete_untagged`]). A referrer
+//! that is not tagged lives with its subject: the signature of a deleted image goes. A record pushed within the grace
 //! period, or whose bytes were stored within it, is always a root; a blob stored within it is
 //! never a candidate. The mark reads the catalog, tags, manifest records and links (indexes)
 //! and the bytes of live manifests (small); never a layer.
@@ -36,12 +37,12 @@
 //!
 //! Manifest PUT ([`crate::repo::Store::put_manifest`]): reads the flag (`before`); checks every
 //! referenced blob and child is linked and stored; writes the manifest's bytes, its record
-//! (which carries the push time, so every push changes it), its referrer entry and catalog
-//! entry; reads the flag again (`after`). If both say `idle` with the same generation, done.
+//! (which carries the push time, so every push changes it), its referrer entry, catalog entry
+//! and tag; reads the flag again (`after`). If both say `idle` with the same generation, done.
 //! Otherwise, for each reference and the manifest itself: a `condemned` marker is moved to
-//! `revived` by compare-and-set (a lost race re-reads); `deleting` means it is going: the
-//! record is undone and the PUT answers 400 MANIFEST_BLOB_UNKNOWN; no marker means the blob
-//! must still be stored (else the same 400). Only then is the tag written and 201 sent.
+//! `revived` by compare-and-set (a lost race re-reads); `deleting` means it is going, and no
+//! marker with no bytes means it went: the tag (if still ours), the record and the referrer
+//! entry are undone and the PUT answers 400 MANIFEST_BLOB_UNKNOWN. Otherwise 201.
 //!
 //! Why a reference made after the mark either revives the blob or makes the PUT fail
 //! (Dekker-style: each side writes its own mark before it reads the other's; `get_versioned`
@@ -52,28 +53,33 @@
 //! - If the PUT read the flag as `idle g'` both times, no run began between the reads (a run
 //!   writes `active` first), and one that was under way at the first read had finished (it
 //!   writes `idle` last): B was stored when checked and nothing could delete it before the
-//!   second read. A run that starts later writes its markers after the PUT's record, so its
-//!   re-mark reads that record, new or rewritten since its own first mark, or (if its first
-//!   mark already saw it) young: B is live, never condemned.
-//! - Otherwise the PUT read B's marker after writing its record. If that read came after the
-//!   marker was written, it saw `condemned` (and revived it: the collector's CAS, under the
-//!   version it read before, then fails; or the collector's CAS won first and the PUT saw
-//!   `deleting` and failed), or saw no marker because the deletion had finished, and then B's
-//!   bytes were gone and the PUT failed. If it came before the marker was written, the record
-//!   was written before the marker, so before the re-mark, which then found B live.
+//!   second read. A run that starts later reads the PUT's tag (a root) in its first mark.
+//! - Otherwise the PUT read B's marker after writing its tag and record. If that read came
+//!   after the marker was written, it saw `condemned` (and revived it: the collector's CAS,
+//!   under the version it read before, then fails; or the collector's CAS won first and the
+//!   PUT saw `deleting` and failed), or saw no marker because the deletion had finished, and
+//!   then B's bytes were gone and the PUT failed. If it came before the marker was written,
+//!   the tag was written before the marker, so before the re-mark, which found B live.
+//! - A PUT by digest writes no tag: its record is the root. A record new or rewritten since
+//!   the first mark is a root in the re-mark, one the first mark saw is a root if pushed
+//!   within the grace period, and a referrer is live with its subject. So an untagged
+//!   manifest pushed by digest is safe for the grace period (when untagged manifests may go,
+//!   they go after it: an index referencing it must be pushed within it, and the index's PUT
+//!   protects its children like any reference).
 //!
 //! Blob HEAD and GET, mount and upload revive a `condemned` marker too, and treat `deleting`
 //! as unknown (an upload is refused with 429, to be sent again), so a client that was just
 //! told a blob exists rarely has its PUT refused.
 //!
-//! The assumption: the grace period is longer than a manifest PUT takes from reading the
-//! clock to writing its record (one small write), and clocks of processes sharing a store
-//! agree to within it.
+//! The one timing assumption (for untagged manifests when they may go): the grace period is
+//! longer than a manifest PUT takes, and the clocks of processes sharing a store agree to
+//! within it.
 //!
 //! The hot path pays two small reads of the flag per manifest PUT, one per blob HEAD or GET,
 //! and one existence check per referenced blob; marker reads only while a collection is under
 //! way.
 
+pub mod check;
 pub mod guard;
 pub mod mark;
 pub mod retention;
@@ -266,6 +272,7 @@ pub async fn collect<S: Storage + ?Sized>(
             ..roots
         };
         let live2 = live(storage, &snap2, &roots, &mut cache).await?;
+        let merged = merge(&[&snap1, &snap2]);
         for b in &candidates {
             let key = guard::marker(&b.digest);
             if live2.digests.contains(&b.digest) {
@@ -284,7 +291,7 @@ pub async fn collect<S: Storage + ?Sized>(
                 out.report.spared += 1;
                 continue;
             }
-            sweep(storage, &[&snap1, &snap2], b, &mut out).await?;
+            sweep(storage, &merged, b, &mut out).await?;
         }
         // What is left is revived: those markers go, then the flag says idle.
         clear_markers(storage, false).await?;
@@ -362,28 +369,33 @@ fn note_removal(snap: &Snapshot, b: &BlobInfo, out: &mut Outcome, done: bool) {
     }
 }
 
-/// Deletes a blob whose marker this run moved to `deleting`: its links and records (with
-/// their referrer entries) in every repository, then its bytes, then the marker.
-async fn sweep<S: Storage + ?Sized>(
-    storage: &S,
-    snaps: &[&Snapshot],
-    b: &BlobInfo,
-    out: &mut Outcome,
-) -> Result<()> {
-    let mut seen: HashSet<&Name> = HashSet::new();
+/// Both snapshots in one: every repository, link and record either saw.
+fn merge(snaps: &[&Snapshot]) -> Snapshot {
     let mut merged = Snapshot::default();
     for snap in snaps {
         for repo in &snap.repos {
-            if seen.insert(&repo.name) {
-                merged.repos.push(repo.clone());
-            } else if let Some(m) = merged.repos.iter_mut().find(|r| r.name == repo.name) {
-                m.links.extend(repo.links.iter().cloned());
-                for (d, r) in &repo.records {
-                    m.records.entry(d.clone()).or_insert_with(|| r.clone());
+            match merged.repos.iter_mut().find(|r| r.name == repo.name) {
+                None => merged.repos.push(repo.clone()),
+                Some(m) => {
+                    m.links.extend(repo.links.iter().cloned());
+                    for (d, r) in &repo.records {
+                        m.records.entry(d.clone()).or_insert_with(|| r.clone());
+                    }
                 }
             }
         }
     }
+    merged
+}
+
+/// Deletes a blob whose marker this run moved to `deleting`: its links and records (with
+/// their referrer entries) in every repository `merged` knows, then its bytes, then the marker.
+async fn sweep<S: Storage + ?Sized>(
+    storage: &S,
+    merged: &Snapshot,
+    b: &BlobInfo,
+    out: &mut Outcome,
+) -> Result<()> {
     for repo in &merged.repos {
         if repo.links.contains(&b.digest) {
             storage
@@ -403,7 +415,7 @@ async fn sweep<S: Storage + ?Sized>(
     }
     storage.blob_delete(&b.digest).await?;
     storage.delete(&guard::marker(&b.digest)).await?;
-    note_removal(&merged, b, out, true);
+    note_removal(merged, b, out, true);
     Ok(())
 }
 
@@ -433,7 +445,7 @@ async fn recover<S: Storage + ?Sized>(
                     size: 0,
                     modified: 0,
                 });
-                sweep(storage, &[snap], &info, out).await?;
+                sweep(storage, snap, &info, out).await?;
                 out.report.recovered += 1;
             } else {
                 storage.delete(&key).await?;

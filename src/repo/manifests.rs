@@ -199,12 +199,37 @@ impl<S: Storage> Store<S> {
             self.storage.put(key, to_json(&desc)?).await?;
         }
         self.add_to_catalog(name).await?;
+        // The tag too is written before the references are protected: a tag is a root for
+        // every collection, so a collection whose markers came after this read sees it.
+        let mut previous = None;
+        if let Some(tag) = tag {
+            previous = self.tag_target(name, tag).await.ok().flatten();
+            self.storage
+                .put(&keys::tag(name, tag), Bytes::from(digest.to_string()))
+                .await?;
+        }
         let refs: Vec<Digest> = std::iter::once(digest.clone())
             .chain(manifest.blobs.iter().cloned())
             .chain(manifest.manifests.iter().cloned())
             .collect();
         if let Some(gone) = crate::gc::guard::protect(&self.storage, before, &refs).await? {
-            // Collected under us: undo the record, refuse the push.
+            // Collected under us: undo the tag (unless someone moved it since), the referrer
+            // entry and the record, and refuse the push.
+            if let Some(tag) = tag {
+                let key = keys::tag(name, tag);
+                if let Some((raw, version)) = self.storage.get_versioned(&key).await? {
+                    if raw.as_ref() == digest.to_string().as_bytes() {
+                        match &previous {
+                            Some(p) => {
+                                self.storage
+                                    .put_if(&key, Bytes::from(p.to_string()), &version)
+                                    .await?;
+                            }
+                            None => self.storage.delete(&key).await?,
+                        }
+                    }
+                }
+            }
             if let Some(key) = &referrer_key {
                 self.storage.delete(key).await?;
             }
@@ -219,10 +244,6 @@ impl<S: Storage> Store<S> {
             tag: tag.cloned(),
         });
         if let Some(tag) = tag {
-            let previous = self.tag_target(name, tag).await.ok().flatten();
-            self.storage
-                .put(&keys::tag(name, tag), Bytes::from(digest.to_string()))
-                .await?;
             if previous.as_ref() != Some(digest) {
                 events.push(Event::TagMoved {
                     repo: name.clone(),
