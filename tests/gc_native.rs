@@ -299,7 +299,7 @@ fn a_collector_killed_at_random_points_then_run_again_leaves_a_consistent_store(
 #[test]
 fn pushes_racing_collector_processes_beside_the_server_lose_nothing() {
     const CLIENTS: usize = 8;
-    const COLLECTIONS: usize = 40;
+    const COLLECTIONS: usize = 100;
     let server = Server::native();
     let root = server.root().unwrap();
     let c = Client::of(&server);
@@ -313,6 +313,8 @@ fn pushes_racing_collector_processes_beside_the_server_lose_nothing() {
                 if std::env::var("GC_DEBUG").is_ok() {
                     eprintln!("{k}: {r}");
                 }
+                // Paced: the clients get to push between two collections.
+                std::thread::sleep(Duration::from_millis(150));
                 removed += r["blobs_removed"].as_u64().unwrap();
             }
             done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -336,7 +338,7 @@ fn pushes_racing_collector_processes_beside_the_server_lose_nothing() {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 3 {
                     n += 1;
                     // Paced, so that the garbage made between two collections stays bounded.
-                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     let config = Bytes::from(format!("config {i} {n}"));
                     let own = Bytes::from(format!("layer {i} {n}"));
                     let a = pool[(i + n) % pool.len()].clone();
