@@ -62,6 +62,16 @@ pub enum Event {
     },
     /// An idle upload session expired and its data was removed.
     UploadExpired { id: String, repo: String },
+    /// The garbage collector removed a blob's bytes (and its links into repositories).
+    BlobCollected { digest: Digest, size: u64 },
+    /// The garbage collector removed a manifest from a repository.
+    ManifestCollected { repo: Name, digest: Digest },
+    /// A retention rule removed a tag; `digest` is where it pointed.
+    TagExpired {
+        repo: Name,
+        tag: Tag,
+        digest: Digest,
+    },
 }
 
 impl Event {
@@ -78,6 +88,9 @@ impl Event {
             Event::TagMoved { .. } => "tag.moved",
             Event::TagDeleted { .. } => "tag.deleted",
             Event::UploadExpired { .. } => "upload.expired",
+            Event::BlobCollected { .. } => "gc.blob.removed",
+            Event::ManifestCollected { .. } => "gc.manifest.removed",
+            Event::TagExpired { .. } => "gc.tag.expired",
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod event;
+pub mod gc;
 pub mod health;
 pub mod manifest;
 pub mod names;

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Serve the registry over HTTP, storing on local disk.
     Serve(Box<Serve>),
+    /// Collect garbage once: blobs and manifests nothing live references (also while a server
+    /// runs on the same root).
+    Gc(edge_registry::native::gc::GcArgs),
     /// Print an htpasswd line (bcrypt) for USER, reading the password from stdin's first line.
     HashPassword {
         user: String,
@@ -70,6 +73,8 @@ struct Serve {
     #[arg(long)]
     json_logs: bool,
     #[command(flatten)]
+    gc: edge_registry::native::gc::ServeGc,
+    #[command(flatten)]
     settings: SettingsArgs,
     #[command(flatten)]
     ops: OpsArgs,
@@ -102,13 +107,18 @@ impl clap::Args for SettingsArgs {
                 format!("EDGE_REGISTRY_{}", s.flag.replace('-', "_").to_uppercase())
                     .into_boxed_str(),
             );
-            cmd.arg(
-                Arg::new(s.var)
-                    .long(s.flag)
-                    .env(env)
-                    .help(s.help)
-                    .default_value(s.default),
-            )
+            let arg = Arg::new(s.var)
+                .long(s.flag)
+                .env(env)
+                .help(s.help)
+                .default_value(s.default);
+            // A switch (`--gc-delete-untagged`) may be given without a value.
+            let arg = if matches!(s.default, "true" | "false") {
+                arg.num_args(0..=1).default_missing_value("true")
+            } else {
+                arg
+            };
+            cmd.arg(arg)
         })
     }
 
@@ -142,6 +152,7 @@ fn main() -> std::io::Result<()> {
         Command::Serve(s) => serve(*s),
         Command::Copy(a) => std::process::exit(edge_registry::client::cli::copy_main(*a)),
         Command::Verify(a) => std::process::exit(edge_registry::client::cli::verify_main(*a)),
+        Command::Gc(args) => edge_registry::native::gc::run(args),
     }
 }
 
@@ -202,7 +213,9 @@ fn serve(s: Serve) -> std::io::Result<()> {
     if mode == Mode::Open && !s.listen.ip().is_loopback() {
         tracing::warn!(listen = %s.listen, "open mode on a non-loopback address: anyone who can reach it may push and delete");
     }
+    let gc_options = edge_registry::native::gc::serve_options(&settings, &s.gc)?;
     let storage = FsStorage::open(&s.root)?;
+    let gc_storage = storage.clone();
     let limits = server::Limits {
         body_timeout: Duration::from_secs(settings.body_timeout),
         trusted_proxies,
@@ -266,6 +279,29 @@ fn serve(s: Serve) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(s.listen).await?;
         let addr = listener.local_addr()?;
         let ops = Ops::start(&root, notify_options, metrics.clone(), addr)?;
+        if let Some(every) = s.gc.gc_interval {
+            // Each run's removals go out as `delete` notifications from the actor `gc` (or
+            // `retention`, for tags a rule removed), and into the metrics.
+            let (notifier, gc_metrics) = (ops.notifier.clone(), metrics.clone());
+            let on_run: edge_registry::native::gc::OnRun = Box::new(move |report, events| {
+                if let Some(m) = &gc_metrics {
+                    m.gc_run(report.bytes_reclaimed);
+                    m.set_storage(report.bytes_kept, report.blobs_kept);
+                    m.events(events);
+                }
+                if let Some(n) = &notifier {
+                    let now = edge_registry::clock::Clock::now_ms(&SystemClock);
+                    let (expired, collected): (Vec<_>, Vec<_>) = events
+                        .iter()
+                        .cloned()
+                        .partition(|e| matches!(e, edge_registry::event::Event::TagExpired { .. }));
+                    for (actor, events) in [("retention", expired), ("gc", collected)] {
+                        n.publish(&events, Default::default(), None, Some(actor.into()), now);
+                    }
+                }
+            });
+            edge_registry::native::gc::spawn_periodic(gc_storage, every, gc_options, on_run);
+        }
         // The first line on stdout names the address, for scripts and tests; the metrics
         // address follows in the same write.
         let mut lines = format!("listening on http://{addr}\n");

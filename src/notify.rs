@@ -126,6 +126,11 @@ pub fn action(e: &Event) -> Option<&'static str> {
         Event::BlobDeleted { .. } | Event::ManifestDeleted { .. } | Event::TagDeleted { .. } => {
             Some("delete")
         }
+        // What the collector and retention remove are deletes too; the adapter marks them with
+        // the actor `gc` or `retention` and an empty `request`.
+        Event::BlobCollected { .. }
+        | Event::ManifestCollected { .. }
+        | Event::TagExpired { .. } => Some("delete"),
         // A tag moving is part of the manifest push that moved it (its `tag`); an expired
         // upload session never became content.
         Event::TagMoved { .. } | Event::UploadExpired { .. } => None,
@@ -230,7 +235,20 @@ fn target(e: &Event, base: &str) -> Target {
             digest: digest.to_string(),
             ..Target::default()
         },
-        Event::TagDeleted { repo, tag, .. } => Target {
+        // A collected blob is gone from every repository at once: no repository.
+        Event::BlobCollected { digest, size } => Target {
+            media_type: BLOB_MEDIA_TYPE.into(),
+            digest: digest.to_string(),
+            size: *size,
+            length: *size,
+            ..Target::default()
+        },
+        Event::ManifestCollected { repo, digest } => Target {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            ..Target::default()
+        },
+        Event::TagDeleted { repo, tag, .. } | Event::TagExpired { repo, tag, .. } => Target {
             repository: repo.to_string(),
             tag: tag.to_string(),
             ..Target::default()
@@ -383,6 +401,56 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_715_000_000_123), "2024-05-06T12:53:20.123Z");
+    }
+
+    #[test]
+    fn collector_and_retention_removals_are_deletes() {
+        let d = Digest::parse(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        )
+        .unwrap();
+        let repo = Name::parse("a/b").unwrap();
+        let cx = Context {
+            actor: Some("gc".into()),
+            base: "https://reg".into(),
+            ..Context::default()
+        };
+        let events = [
+            Event::BlobCollected {
+                digest: d.clone(),
+                size: 7,
+            },
+            Event::ManifestCollected {
+                repo: repo.clone(),
+                digest: d.clone(),
+            },
+            Event::TagExpired {
+                repo: repo.clone(),
+                tag: Tag::parse("old").unwrap(),
+                digest: d.clone(),
+            },
+        ];
+        let n = notices(&events, &cx, &[], || "id".into());
+        assert_eq!(n.len(), 3);
+        assert!(n
+            .iter()
+            .all(|n| n.action == "delete" && n.actor.name == "gc"));
+        assert_eq!(
+            (
+                n[0].target.digest.as_str(),
+                n[0].target.size,
+                n[0].target.repository.as_str()
+            ),
+            (d.to_string().as_str(), 7, "")
+        );
+        assert_eq!(n[1].target.repository, "a/b");
+        assert_eq!(n[1].target.digest, d.to_string());
+        assert_eq!(
+            (n[2].target.repository.as_str(), n[2].target.tag.as_str()),
+            ("a/b", "old")
+        );
+        // Leaving out deletes leaves them all out.
+        assert!(notices(&events, &cx, &["delete".into()], || "id".into()).is_empty());
     }
 
     #[test]

@@ -76,6 +76,18 @@ pub const SETTINGS: &[Setting] = &[
         default: "60",
         help: "How long the catalog may be served from a cache (a duration; 0 turns it off; the Worker's KV)",
     },
+    Setting {
+        var: "GC_GRACE",
+        flag: "gc-grace",
+        default: "1h",
+        help: "Garbage collection: nothing stored or pushed more recently than this is collected (a duration)",
+    },
+    Setting {
+        var: "GC_DELETE_UNTAGGED",
+        flag: "gc-delete-untagged",
+        default: "false",
+        help: "Garbage collection: let untagged manifests go too, unless something live references them (true or false)",
+    },
 ];
 
 /// The settings, parsed.
@@ -96,6 +108,9 @@ pub struct Settings {
     pub catalog_cache_ttl: u64,
     /// Advertised in `OCI-Chunk-Max-Length` when not 0.
     pub max_chunk_length: u64,
+    /// Seconds.
+    pub gc_grace: u64,
+    pub gc_delete_untagged: bool,
     /// Largest manifest accepted; larger ones get 413 (not a setting: the spec's 4 MiB).
     pub max_manifest_size: usize,
 }
@@ -123,6 +138,15 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     n.checked_mul(factor).ok_or_else(bad)
+}
+
+/// Parses `true` or `false` (also `yes`/`no`, `1`/`0`, `on`/`off`).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
+    }
 }
 
 fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
@@ -178,6 +202,11 @@ impl Settings {
                 parse_duration(&get("CATALOG_CACHE_TTL")),
             )?,
             max_chunk_length: named("MAX_CHUNK_LENGTH", number(&get("MAX_CHUNK_LENGTH")))?,
+            gc_grace: named("GC_GRACE", parse_duration(&get("GC_GRACE")))?,
+            gc_delete_untagged: named(
+                "GC_DELETE_UNTAGGED",
+                parse_bool(&get("GC_DELETE_UNTAGGED")),
+            )?,
             max_manifest_size: 4 * 1024 * 1024,
         })
     }

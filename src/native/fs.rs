@@ -87,12 +87,20 @@ impl FsStorage {
     /// Opens (creating if needed) a store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        for d in ["blobs", "meta", "uploads", "tmp"] {
-            fs::create_dir_all(root.join(d))?;
-        }
+        let store = Self::open_shared(&root)?;
         // Files left in tmp/ by a crash were never renamed into place: nothing refers to them.
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
+        }
+        Ok(store)
+    }
+
+    /// Opens a store that another process (a server) may be using: as [`FsStorage::open`],
+    /// but leaves `tmp/` alone, where the other process's writes are under way.
+    pub fn open_shared(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        for d in ["blobs", "meta", "uploads", "tmp", "locks"] {
+            fs::create_dir_all(root.join(d))?;
         }
         Ok(FsStorage {
             root: Arc::new(root),
@@ -125,6 +133,69 @@ impl FsStorage {
 
     fn temp_path(&self) -> PathBuf {
         self.root.join("tmp").join(temp_name())
+    }
+
+    /// The lock file of a key's stripe, for `put_if` across processes.
+    fn stripe_path(&self, key: &str) -> PathBuf {
+        let h = content_version(key.as_bytes());
+        self.root.join("locks").join(format!("put-if-{}", &h[..2]))
+    }
+
+    /// Takes the collector's lock (`<root>/gc.lock`), held until the guard is dropped or the
+    /// process ends, whichever process holds it; `None` when another holds it now.
+    pub fn try_lock_collector(&self) -> io::Result<Option<FileLock>> {
+        FileLock::try_take(&self.root.join("gc.lock"))
+    }
+
+    /// Waits for the collector's lock (blocking the thread).
+    pub fn lock_collector(&self) -> io::Result<FileLock> {
+        FileLock::take(&self.root.join("gc.lock"))
+    }
+}
+
+/// An exclusive lock on a file (`flock`), released when dropped or when the process ends,
+/// however it ends. It excludes other processes and other open files of this one.
+pub struct FileLock(#[allow(dead_code)] File);
+
+impl FileLock {
+    fn open(path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+    }
+
+    /// Waits for the lock (blocking the thread).
+    pub fn take(path: &Path) -> io::Result<FileLock> {
+        let f = Self::open(path)?;
+        flock(&f, libc::LOCK_EX)?;
+        Ok(FileLock(f))
+    }
+
+    /// Takes the lock if it is free now.
+    pub fn try_take(path: &Path) -> io::Result<Option<FileLock>> {
+        let f = Self::open(path)?;
+        match flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(FileLock(f))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor this function borrows for the call.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
@@ -208,15 +279,23 @@ impl Storage for FsStorage {
     }
 
     async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool> {
-        // The version of a small object is the digest of its content; a lock per key makes the
-        // compare and the write one step (within this process, which owns the folder).
+        // The version of a small object is the digest of its content. A lock makes the compare
+        // and the write one step: a lock per key within this process (so waiting takes no
+        // thread), then a lock file per stripe of keys across processes (`edge-registry gc`
+        // beside a server), held by the blocking task that compares and writes.
         let _held = self.conditional.lock(key).await;
-        match self.get(key).await? {
-            Some(current) if content_version(&current) == version => {}
-            _ => return Ok(false),
-        }
-        self.put(key, value).await?;
-        Ok(true)
+        let (dest, tmp, lock) = (self.meta_path(key), self.temp_path(), self.stripe_path(key));
+        let version = version.to_string();
+        blocking(move || {
+            let _lock = FileLock::take(&lock)?;
+            match not_found_is_none(fs::read(&dest))? {
+                Some(current) if content_version(&current) == version => {}
+                _ => return Ok(false),
+            }
+            write_atomic(tmp, &dest, &value)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {
@@ -593,6 +672,10 @@ impl crate::storage::suite::Inspect for FsStorage {
             while let Some(dir) = dirs.pop() {
                 for entry in fs::read_dir(&dir)? {
                     let entry = entry?;
+                    // Lock files are not objects.
+                    if entry.path() == root.join("locks") || entry.path() == root.join("gc.lock") {
+                        continue;
+                    }
                     if entry.file_type()?.is_dir() {
                         dirs.push(entry.path());
                     } else if let Ok(rel) = entry.path().strip_prefix(&*root) {

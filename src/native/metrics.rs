@@ -249,6 +249,10 @@ impl Metrics {
                 | Event::ManifestDeleted { .. }
                 | Event::TagMoved { .. }
                 | Event::TagDeleted { .. } => {}
+                // A collection's totals come through `gc_run`; each removal counts here.
+                Event::BlobCollected { .. }
+                | Event::ManifestCollected { .. }
+                | Event::TagExpired { .. } => {}
                 // The sweeper that expires sessions sets the gauge of open ones itself.
                 Event::UploadExpired { .. } => {}
             }

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod fs;
+pub mod gc;
 pub mod metrics;
 pub mod notify;
 pub mod ops;

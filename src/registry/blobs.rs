@@ -28,7 +28,7 @@ impl<S: Storage> Registry<S> {
         let digest = Digest::parse(digest)?;
         let size = self
             .store
-            .blob_size(name, &digest)
+            .blob_readable(name, &digest)
             .await?
             .ok_or_else(|| blob_unknown(&digest))?;
         let range = match header_str(cx.req, header::RANGE) {

@@ -41,6 +41,7 @@ impl<S: Storage> Registry<S> {
             .store
             .read_manifest(name, &reference, &found, &mut cx.events)
             .await?;
+        self.store.note_pull(name, &found, cx.now / 86_400).await;
         Ok(finish(b, body))
     }
 
@@ -82,7 +83,15 @@ impl<S: Storage> Registry<S> {
             Reference::Tag(t) => (Digest::of(Algorithm::Sha256, &body), Some(t)),
         };
         self.store
-            .put_manifest(name, &digest, tag, &manifest, body, &mut cx.events)
+            .put_manifest(
+                name,
+                &digest,
+                tag,
+                &manifest,
+                body,
+                self.clock.now_ms(),
+                &mut cx.events,
+            )
             .await?;
         let mut b = response(StatusCode::CREATED)
             .header(header::LOCATION, self.urls.manifest(name, &digest))

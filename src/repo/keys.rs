@@ -72,3 +72,13 @@ pub const UPLOADS_DIR: &str = "_uploads";
 pub fn upload(id: &str) -> String {
     format!("{UPLOADS_DIR}/{id}")
 }
+
+/// The folder of a repository's manifest records of one algorithm (for the collector).
+pub fn manifests_dir(name: &Name, alg: crate::digest::Algorithm) -> String {
+    format!("repositories/{name}/_manifests/{}", alg.as_str())
+}
+
+/// The folder of a repository's blob links of one algorithm (for the collector).
+pub fn links_dir(name: &Name, alg: crate::digest::Algorithm) -> String {
+    format!("repositories/{name}/_layers/{}", alg.as_str())
+}

@@ -22,6 +22,14 @@ pub struct ManifestRecord {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Digest>,
+    /// When it was last pushed, in milliseconds since the Unix epoch (every push writes it, so
+    /// every push changes the record; the collector relies on that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<u64>,
+    /// The day (seconds since the epoch / 86400) it was last pulled, written at most once a
+    /// day (for retention rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<u64>,
 }
 
 /// A manifest found by [`Store::resolve`].
@@ -29,6 +37,8 @@ pub struct ManifestRecord {
 pub struct Resolved {
     pub digest: Digest,
     pub record: ManifestRecord,
+    /// The record's storage version, for recording a pull.
+    pub version: String,
 }
 
 fn manifest_unknown(reference: &impl std::fmt::Display) -> Error {
@@ -72,14 +82,37 @@ impl<S: Storage> Store<S> {
                 .await?
                 .ok_or_else(|| manifest_unknown(reference))?,
         };
-        let raw = self
+        let (raw, version) = self
             .storage
-            .get(&keys::manifest(name, &digest))
+            .get_versioned(&keys::manifest(name, &digest))
             .await?
             .ok_or_else(|| manifest_unknown(reference))?;
         let record: ManifestRecord = serde_json::from_slice(&raw)
             .map_err(|_| Error::internal(format!("corrupt manifest record {name}@{digest}")))?;
-        Ok(Resolved { digest, record })
+        Ok(Resolved {
+            digest,
+            record,
+            version,
+        })
+    }
+
+    /// Records that a manifest was pulled on `day`, unless it already was that day: at most
+    /// one write a day per manifest, by compare-and-set (a lost race or a failure is left be:
+    /// pull times are coarse, and a pull never fails for them).
+    pub async fn note_pull(&self, name: &Name, found: &Resolved, day: u64) {
+        if found.record.pulled == Some(day) {
+            return;
+        }
+        let record = ManifestRecord {
+            pulled: Some(day),
+            ..found.record.clone()
+        };
+        if let Ok(raw) = to_json(&record) {
+            let _ = self
+                .storage
+                .put_if(&keys::manifest(name, &found.digest), raw, &found.version)
+                .await;
+        }
     }
 
     /// The bytes of a resolved manifest, emitting a pull.
@@ -110,6 +143,13 @@ impl<S: Storage> Store<S> {
 
     /// Stores a validated manifest whose bytes hash to `digest`, and points `tag` at it. The
     /// blobs and manifests it references must be in the repository (MANIFEST_BLOB_UNKNOWN).
+    /// `pushed` is the time in milliseconds.
+    ///
+    /// Against a concurrent collection (see [`crate::gc`]): the collection flag is read before
+    /// the references are checked, the record is written, and only then are the references
+    /// protected (revived, or found gone: the record is undone and the push refused), before
+    /// the tag is written and the push answered.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_manifest(
         &self,
         name: &Name,
@@ -117,19 +157,23 @@ impl<S: Storage> Store<S> {
         tag: Option<&Tag>,
         manifest: &Manifest,
         body: Bytes,
+        pushed: u64,
         events: &mut Events,
     ) -> Result<()> {
         let missing = |d: &Digest| {
             Error::new(ErrorCode::ManifestBlobUnknown)
                 .with_detail(serde_json::json!({ "digest": d.to_string() }))
         };
+        let before = crate::gc::guard::flag(&self.storage).await?;
         for blob in &manifest.blobs {
-            if !self.blob_linked(name, blob).await? {
+            if self.blob_size(name, blob).await?.is_none() {
                 return Err(missing(blob));
             }
         }
         for m in &manifest.manifests {
-            if !self.exists(&keys::manifest(name, m)).await? {
+            if !self.exists(&keys::manifest(name, m)).await?
+                || self.storage.blob_size(m).await?.is_none()
+            {
                 return Err(missing(m));
             }
         }
@@ -141,17 +185,57 @@ impl<S: Storage> Store<S> {
             media_type: manifest.media_type.clone(),
             size,
             subject: manifest.subject.clone(),
+            pushed: Some(pushed),
+            pulled: None,
         };
-        self.storage
-            .put(&keys::manifest(name, digest), to_json(&record)?)
-            .await?;
-        if let Some(subject) = &manifest.subject {
+        let record_key = keys::manifest(name, digest);
+        self.storage.put(&record_key, to_json(&record)?).await?;
+        let referrer_key = manifest
+            .subject
+            .as_ref()
+            .map(|subject| keys::referrer(name, subject, digest));
+        if let Some(key) = &referrer_key {
             let desc = manifest.referrer_descriptor(digest, size);
-            self.storage
-                .put(&keys::referrer(name, subject, digest), to_json(&desc)?)
-                .await?;
+            self.storage.put(key, to_json(&desc)?).await?;
         }
         self.add_to_catalog(name).await?;
+        // The tag too is written before the references are protected: a tag is a root for
+        // every collection, so a collection whose markers came after this read sees it.
+        let mut previous = None;
+        if let Some(tag) = tag {
+            previous = self.tag_target(name, tag).await.ok().flatten();
+            self.storage
+                .put(&keys::tag(name, tag), Bytes::from(digest.to_string()))
+                .await?;
+        }
+        let refs: Vec<Digest> = std::iter::once(digest.clone())
+            .chain(manifest.blobs.iter().cloned())
+            .chain(manifest.manifests.iter().cloned())
+            .collect();
+        if let Some(gone) = crate::gc::guard::protect(&self.storage, before, &refs).await? {
+            // Collected under us: undo the tag (unless someone moved it since), the referrer
+            // entry and the record, and refuse the push.
+            if let Some(tag) = tag {
+                let key = keys::tag(name, tag);
+                if let Some((raw, version)) = self.storage.get_versioned(&key).await? {
+                    if raw.as_ref() == digest.to_string().as_bytes() {
+                        match &previous {
+                            Some(p) => {
+                                self.storage
+                                    .put_if(&key, Bytes::from(p.to_string()), &version)
+                                    .await?;
+                            }
+                            None => self.storage.delete(&key).await?,
+                        }
+                    }
+                }
+            }
+            if let Some(key) = &referrer_key {
+                self.storage.delete(key).await?;
+            }
+            self.storage.delete(&record_key).await?;
+            return Err(missing(&gone));
+        }
         events.push(Event::ManifestPushed {
             repo: name.clone(),
             digest: digest.clone(),
@@ -160,10 +244,6 @@ impl<S: Storage> Store<S> {
             tag: tag.cloned(),
         });
         if let Some(tag) = tag {
-            let previous = self.tag_target(name, tag).await.ok().flatten();
-            self.storage
-                .put(&keys::tag(name, tag), Bytes::from(digest.to_string()))
-                .await?;
             if previous.as_ref() != Some(digest) {
                 events.push(Event::TagMoved {
                     repo: name.clone(),

@@ -90,6 +90,17 @@ impl<S: Storage> Store<S> {
         Ok(self.storage.blob_size(digest).await?)
     }
 
+    /// As [`Store::blob_size`], for a read that may lead a client to reference the blob (HEAD,
+    /// GET): while a collection is under way, a condemned blob is revived, and one being
+    /// deleted is unknown.
+    pub async fn blob_readable(&self, name: &Name, digest: &Digest) -> Result<Option<u64>> {
+        let size = self.blob_size(name, digest).await?;
+        if size.is_some() && !crate::gc::guard::still_there(&self.storage, digest).await? {
+            return Ok(None);
+        }
+        Ok(size)
+    }
+
     /// `len` bytes of a blob from `start`, emitting a pull.
     pub async fn read_blob(
         &self,
@@ -125,6 +136,16 @@ impl<S: Storage> Store<S> {
         events: &mut Events,
     ) -> Result<()> {
         self.link_blob(name, digest).await?;
+        // The bytes may have been there already and be in the middle of being collected (see
+        // `crate::gc`): revive them, or refuse the upload so that the client sends it again.
+        if !crate::gc::guard::still_there(&self.storage, digest).await?
+            || self.storage.blob_size(digest).await?.is_none()
+        {
+            self.storage.delete(&keys::blob_link(name, digest)).await?;
+            return Err(Error::new(ErrorCode::TooManyRequests)
+                .with_message("the blob was being garbage-collected; send it again")
+                .with_detail(serde_json::json!({ "digest": digest.to_string() })));
+        }
         events.push(Event::BlobPushed {
             repo: name.clone(),
             digest: digest.clone(),
@@ -142,7 +163,7 @@ impl<S: Storage> Store<S> {
         digest: &Digest,
         events: &mut Events,
     ) -> Result<bool> {
-        let Some(size) = self.blob_size(from, digest).await? else {
+        let Some(size) = self.blob_readable(from, digest).await? else {
             return Ok(false);
         };
         self.link_blob(name, digest).await?;

@@ -161,6 +161,23 @@ pub fn in_process_with(options: Options, storage: MemoryStorage) -> Target {
     }
 }
 
+/// An open in-process registry on `storage` that takes its time from `clock`.
+pub fn in_process_clocked(
+    storage: MemoryStorage,
+    clock: Arc<dyn edge_registry::clock::Clock>,
+) -> Target {
+    let options = Options::open();
+    let (registry, access) = core(storage.clone(), &options);
+    Target {
+        client: Client::of_conn(Conn::InProcess(Arc::new(registry.with_clock(clock)))),
+        backend: Backend::InProcess {
+            storage,
+            access,
+            options,
+        },
+    }
+}
+
 // ---- the registry under test ----------------------------------------------------------------
 
 /// A registry under test, and the client of its tests.
