@@ -119,6 +119,13 @@ impl<S: Storage> Registry<S> {
     }
 
     /// The chunk size advertised in `OCI-Chunk-Min-Length` (default 1 MiB).
+    /// Declares that no garbage collector ever runs on this storage, so reads and pushes skip
+    /// the collector's protocol (one storage read per blob HEAD/GET, two per manifest PUT).
+    pub fn without_collector(mut self) -> Self {
+        self.store = self.store.without_collector();
+        self
+    }
+
     pub fn with_chunk_min_length(mut self, bytes: u64) -> Self {
         self.chunk_min_length = bytes;
         self

@@ -164,7 +164,11 @@ impl<S: Storage> Store<S> {
             Error::new(ErrorCode::ManifestBlobUnknown)
                 .with_detail(serde_json::json!({ "digest": d.to_string() }))
         };
-        let before = crate::gc::guard::flag(&self.storage).await?;
+        let before = if self.guarded {
+            Some(crate::gc::guard::flag(&self.storage).await?)
+        } else {
+            None
+        };
         for blob in &manifest.blobs {
             if self.blob_size(name, blob).await?.is_none() {
                 return Err(missing(blob));
@@ -212,7 +216,11 @@ impl<S: Storage> Store<S> {
             .chain(manifest.blobs.iter().cloned())
             .chain(manifest.manifests.iter().cloned())
             .collect();
-        if let Some(gone) = crate::gc::guard::protect(&self.storage, before, &refs).await? {
+        let gone = match before {
+            Some(before) => crate::gc::guard::protect(&self.storage, before, &refs).await?,
+            None => None,
+        };
+        if let Some(gone) = gone {
             // Collected under us: undo the tag (unless someone moved it since), the referrer
             // entry and the record, and refuse the push.
             if let Some(tag) = tag {

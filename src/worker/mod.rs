@@ -227,7 +227,9 @@ fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
         .with_access(access)
         .with_clock(Arc::new(DateClock))
         .with_chunk_min_length(r2::PART_SIZE as u64)
-        .with_readiness(ops::readiness()))
+        .with_readiness(ops::readiness())
+        // No collector runs on R2 yet (issue #12's cron side): skip its protocol's reads.
+        .without_collector())
 }
 
 /// The R2 bucket, with the KV namespace caching listings for CATALOG_CACHE_TTL.
