@@ -137,6 +137,15 @@ pub fn action(e: &Event) -> Option<&'static str> {
     }
 }
 
+/// Whether any of `events` makes a notice when the actions in `ignore` are left out (so that a
+/// request whose events all go unnoticed costs nothing more).
+pub fn any_notified(events: &[Event], ignore: &[String]) -> bool {
+    events
+        .iter()
+        .filter_map(action)
+        .any(|a| !ignore.iter().any(|i| i == a))
+}
+
 /// The notices for `events`, leaving out those whose action is in `ignore`. `new_id` gives
 /// each its unique id.
 pub fn notices(
@@ -451,6 +460,9 @@ mod tests {
         );
         // Leaving out deletes leaves them all out.
         assert!(notices(&events, &cx, &["delete".into()], || "id".into()).is_empty());
+        assert!(any_notified(&events, &[]));
+        assert!(!any_notified(&events, &["delete".into()]));
+        assert!(!any_notified(&[], &[]));
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Notifier {
         actor: Option<String>,
         now_ms: u64,
     ) {
-        if events.is_empty() || self.endpoints.is_empty() {
+        if self.endpoints.is_empty() || !notify::any_notified(events, &self.ignore) {
             return;
         }
         request.id = crate::upload::new_upload_id();
