@@ -79,24 +79,7 @@ async fn one_gib_in_50_mib_patches_and_300_mib_in_one_patch() {
     let d = content::digest(seed, len);
     let cpu = s.cpu_seconds();
     let started = std::time::Instant::now();
-    let mut loc = c.start_upload(&name).await;
-    let mut offset = 0;
-    while offset < len {
-        let this = chunk.min(len - offset);
-        let r = c
-            .patch(&loc)
-            .header("Content-Type", "application/octet-stream")
-            .header("Content-Length", this)
-            .header("Content-Range", format!("{}-{}", offset, offset + this - 1))
-            .stream(content::stream(seed, offset, this))
-            .send()
-            .await;
-        r.expect(StatusCode::ACCEPTED);
-        loc = r.location();
-        offset += this;
-    }
-    let r = c.put(&common::client::with_digest(&loc, &d)).send().await;
-    r.expect(StatusCode::CREATED);
+    let r = push_chunked(&c, &name, seed, len, chunk).await;
     wasm_memory("1 GiB in 50 MiB PATCHes", &r);
     report(&s, "1 GiB in 50 MiB PATCHes");
     if let (Some(before), Some(after)) = (cpu, s.cpu_seconds()) {
