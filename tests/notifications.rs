@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::ops::{free_addr, Answer, OpsServer, Receiver};
 use common::{content, write_accounts, Client, ALICE};
+use futures_util::StreamExt;
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -284,6 +285,71 @@ async fn a_receiver_down_for_a_while_gets_everything_once_back() {
         s.get("edge_registry_notification_drops_total{endpoint=\"0\"}"),
         0.0
     );
+}
+
+#[tokio::test]
+async fn a_flood_of_events_is_delivered_once_each_in_posts_of_at_most_100() {
+    let addr = free_addr();
+    let url = format!("http://{addr}/events");
+    let root = tempfile::tempdir().unwrap();
+    // A spool file of 250 events left by an earlier run: more than a POST carries.
+    let spool = edge_registry::native::notify::spool_dir(root.path(), &url);
+    std::fs::create_dir_all(&spool).unwrap();
+    let seeded: String = (0..250)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"id": format!("seeded-{i}"), "action": "push"})
+            )
+        })
+        .collect();
+    std::fs::write(spool.join("00000000000000000000-250.json"), seeded).unwrap();
+    let server = OpsServer::start(
+        root.path(),
+        &["--notify", &url, "--notify-max-backoff", "1s"],
+    );
+    let c = Client::http(&server.url);
+    let data = content::bytes(7, 300);
+    let digest = c.push_blob("flood/app", data.clone()).await;
+    // 400 pulls (a HEAD and a GET each: two pull events, as the reference sends), 50 at a
+    // time, while the receiver is down: the spool batches them (a spool
+    // file may hold more events than a POST may carry).
+    let pulls = futures_util::stream::iter(0..400)
+        .map(|_| {
+            let (c, data) = (c.clone(), data.clone());
+            async move { c.blob_intact("flood/app", &data).await }
+        })
+        .buffer_unordered(50)
+        .collect::<Vec<()>>();
+    pulls.await;
+    let receiver = Receiver::start(addr, Answer::Ok).await;
+    let events = receiver.wait_for(1051, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let posts = receiver.posts();
+    assert_eq!(receiver.events().len(), 1051, "{} events", events.len());
+    for p in &posts {
+        let n = p.body["events"].as_array().unwrap().len();
+        assert!((1..=100).contains(&n), "a POST carried {n} events");
+    }
+    let ids = ids(&receiver.events());
+    assert_eq!(ids.len(), 1051, "every event once, each with its own id");
+    let pulls = receiver
+        .events()
+        .iter()
+        .filter(|e| e["action"] == "pull" && e["target"]["digest"] == digest.as_str())
+        .count();
+    assert_eq!(pulls, 800);
+    assert!(posts.len() >= 11, "{} POSTs", posts.len());
+    // The seeded events came first, in order, in slices of 100.
+    let first: Vec<Value> = receiver.events()[..250].to_vec();
+    for (i, e) in first.iter().enumerate() {
+        assert_eq!(e["id"], json!(format!("seeded-{i}")));
+    }
+    let sizes: Vec<usize> = posts[..3]
+        .iter()
+        .map(|p| p.body["events"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [100, 100, 50]);
 }
 
 #[tokio::test]

@@ -93,6 +93,52 @@ pub struct Notifier {
     ignore: Vec<String>,
     source: SourceRecord,
     base_url: String,
+    ids: Ids,
+}
+
+/// Event and request ids, in the form of random (version 4) UUIDs: 60 random bits drawn once
+/// per process, then a counter, so that the request path makes no system call for them. Ids
+/// differ across processes by the random part (a repeat needs two processes to draw the same
+/// 60 bits) and within one by the counter.
+struct Ids {
+    random: u64,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl Ids {
+    fn new() -> Ids {
+        let mut b = [0u8; 16];
+        let _ = getrandom::fill(&mut b);
+        Ids {
+            random: u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+            counter: std::sync::atomic::AtomicU64::new(
+                u64::from_le_bytes(b[8..].try_into().unwrap_or_default()) >> 8,
+            ),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.random.to_be_bytes());
+        b[8..].copy_from_slice(&n.to_be_bytes());
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h = hex::encode(b);
+        let mut id = String::with_capacity(36);
+        for (i, part) in [&h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                id.push('-');
+            }
+            id.push_str(part);
+        }
+        id
+    }
 }
 
 /// The folder of an endpoint's spool: named by a hash of its URL, so a restart with the
@@ -147,6 +193,7 @@ impl Notifier {
             ignore: options.config.ignore.clone(),
             source,
             base_url: options.base_url,
+            ids: Ids::new(),
         }))
     }
 
@@ -163,7 +210,7 @@ impl Notifier {
         if self.endpoints.is_empty() || !notify::any_notified(events, &self.ignore) {
             return;
         }
-        request.id = crate::upload::new_upload_id();
+        request.id = self.ids.next();
         let cx = notify::Context {
             base: notify::public_base(&self.base_url, Some(&request.host), proto),
             request,
@@ -171,17 +218,25 @@ impl Notifier {
             source: self.source.clone(),
             now_ms,
         };
-        let notices = notify::notices(events, &cx, &self.ignore, crate::upload::new_upload_id);
+        let notices = notify::notices(events, &cx, &self.ignore, || self.ids.next());
         if notices.is_empty() {
             return;
         }
-        for (tx, shared) in &self.endpoints {
-            if let Err(err) = tx.try_send(notices.clone()) {
+        let last = self.endpoints.len() - 1;
+        let mut notices = Some(notices);
+        for (i, (tx, shared)) in self.endpoints.iter().enumerate() {
+            // The last endpoint takes the notices, the others a copy.
+            let batch = match (i == last, &mut notices) {
+                (true, n) => n.take().unwrap_or_default(),
+                (false, n) => n.clone().unwrap_or_default(),
+            };
+            let count = batch.len() as u64;
+            if let Err(err) = tx.try_send(batch) {
                 let why = match err {
                     mpsc::error::TrySendError::Full(_) => "the queue is full",
                     mpsc::error::TrySendError::Closed(_) => "the spool writer stopped",
                 };
-                shared.dropped(notices.len() as u64, why);
+                shared.dropped(count, why);
             }
         }
     }
@@ -195,24 +250,32 @@ impl Notifier {
     }
 }
 
+/// How long the spool writer waits for more events before it writes a batch.
+const LINGER: Duration = Duration::from_millis(20);
+/// Events in one spool file, at most.
+const MAX_SPOOL_BATCH: usize = 2000;
+
 /// Takes what the queue holds, a batch at a time, and spools it.
 async fn write_spool(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Notice>>) {
     while let Some(first) = rx.recv().await {
         let mut notices = first;
-        // Whatever else is waiting joins this batch (one file, one fsync).
-        while notices.len() < 1000 {
+        // What arrives within `LINGER` joins this batch (one file, one fsync): under a flood
+        // of events the spool is written a few dozen times a second, not once per request,
+        // and the task sleeps instead of being woken by every event. The events wait in
+        // memory (as they would in the queue) for at most `LINGER` more.
+        tokio::time::sleep(LINGER).await;
+        while notices.len() < MAX_SPOOL_BATCH {
             match rx.try_recv() {
                 Ok(more) => notices.extend(more),
                 Err(_) => break,
             }
         }
         let mut body = Vec::with_capacity(notices.len() * 600);
-        for (i, n) in notices.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            if let Err(e) = serde_json::to_writer(&mut body, n) {
-                tracing::warn!(error = %e, "serialising a notification failed");
+        for n in &notices {
+            // One event a line: compact JSON never holds a raw newline.
+            match serde_json::to_writer(&mut body, n) {
+                Ok(()) => body.push(b'\n'),
+                Err(e) => tracing::warn!(error = %e, "serialising a notification failed"),
             }
         }
         let (batch, dir) = {
@@ -243,10 +306,14 @@ async fn write_spool(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Notice>>) {
     }
 }
 
-/// POSTs the oldest spooled batches, in order, retrying with backoff until the endpoint
-/// takes them.
+/// POSTs the oldest spooled batches, in order, at most `batch_events` events a POST (a spool
+/// file may hold more: its lines are sent in slices, and the file is removed once every slice
+/// was taken), retrying with backoff until the endpoint takes them.
 async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options) {
+    let per_post = options.batch_events.max(1) as usize;
     let mut failures: u32 = 0;
+    // The head batch's events already delivered, when it was sent in slices and one failed.
+    let mut resume: Option<(spool::Batch, usize)> = None;
     loop {
         let (picked, dir) = {
             let s = shared.spool();
@@ -262,7 +329,7 @@ async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options)
                 let mut parts = Vec::new();
                 for b in picked {
                     if let Some(body) = spool::read_batch(&dir, b)? {
-                        parts.push((b, body));
+                        parts.push(body);
                     }
                 }
                 Ok::<_, std::io::Error>(parts)
@@ -278,23 +345,34 @@ async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options)
             }
             Err(_) => return,
         };
-        let mut body = Vec::from(&b"{\"events\":["[..]);
-        let mut events = 0;
-        for (i, (b, part)) in parts.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(part);
-            events += b.count;
-        }
-        body.extend_from_slice(b"]}");
-        let ok = if parts.is_empty() {
-            true
-        } else {
-            post(&client, &shared, body).await
+        let events: Vec<&[u8]> = parts.iter().flat_map(|p| spool::events(p)).collect();
+        let mut sent = match resume {
+            Some((b, n)) if b == picked[0] => n.min(events.len()),
+            _ => 0,
         };
+        let mut ok = true;
+        while sent < events.len() {
+            let slice = &events[sent..(sent + per_post).min(events.len())];
+            let mut body = Vec::from(&b"{\"events\":["[..]);
+            for (i, e) in slice.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(e);
+            }
+            body.extend_from_slice(b"]}");
+            if !post(&client, &shared, body).await {
+                ok = false;
+                break;
+            }
+            sent += slice.len();
+            if let Some(m) = &shared.metrics {
+                m.notification_delivered(shared.index, slice.len() as u64);
+            }
+        }
         if ok {
             failures = 0;
+            resume = None;
             let (files, pending) = {
                 let mut s = shared.spool();
                 (s.delivered(&picked), s.events())
@@ -306,12 +384,8 @@ async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options)
             })
             .await;
             shared.set_pending(pending);
-            if let Some(m) = &shared.metrics {
-                if events > 0 {
-                    m.notification_delivered(shared.index, events);
-                }
-            }
         } else {
+            resume = Some((picked[0], sent));
             failures = failures.saturating_add(1);
             if let Some(m) = &shared.metrics {
                 m.notification_retry(shared.index);
@@ -369,6 +443,15 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_look_like_uuids_and_differ() {
+        let ids = Ids::new();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        assert!(crate::upload::valid_upload_id(&a), "{a}");
+        assert_ne!(Ids::new().next()[..18], a[..18]);
+    }
 
     #[test]
     fn backoff_grows_to_its_cap() {

@@ -1,8 +1,8 @@
 //! The on-disk spool of one notification endpoint: batches of events, oldest first, that
 //! survive a restart (and a SIGKILL) until they are delivered.
 //!
-//! A batch is one file, `<seq>-<count>.json`, holding its events as JSON objects separated by
-//! commas (so a POST's body is a concatenation, with no parsing). Files are written to a
+//! A batch is one file, `<seq>-<count>.json`, holding its events as compact JSON objects, one a
+//! line (so a POST's body is the lines joined by commas, with no parsing). Files are written to a
 //! temporary name, fsynced and renamed into place, so the spool never holds a torn batch. When
 //! the spool holds more than its limit of events, the oldest batches are dropped (the caller
 //! logs and counts them).
@@ -151,14 +151,18 @@ pub fn write_batch(dir: &Path, b: Batch, body: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, dir.join(name(b)))
 }
 
-/// Reads a batch's events (JSON objects separated by commas); `None` if it is gone (dropped
-/// since it was picked).
+/// Reads a batch's file (see [`events`]); `None` if it is gone (dropped since it was picked).
 pub fn read_batch(dir: &Path, b: Batch) -> io::Result<Option<Vec<u8>>> {
     match fs::read(dir.join(name(b))) {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The events in a batch's file, each a JSON object.
+pub fn events(file: &[u8]) -> impl Iterator<Item = &[u8]> {
+    file.split(|&c| c == b'\n').filter(|l| !l.is_empty())
 }
 
 #[cfg(test)]
