@@ -265,7 +265,15 @@ pub async fn fetch(
         }
     };
     let seen = ops::see(&req);
+    // The isolate's count of refused logins, before and after: the difference goes in the
+    // request's data point. Requests that interleave in one isolate may trade a failure, but
+    // the sum over all points is exact.
+    let failed_before = registry.access().failed_logins();
     let outcome = registry.handle(to_core(&req)?).await;
+    let failed_logins = registry
+        .access()
+        .failed_logins()
+        .saturating_sub(failed_before);
     if let Some(cause) = outcome.response.extensions().get::<InternalCause>() {
         worker::console_error!(
             "{method} {path} ({}): internal error: {}",
@@ -290,6 +298,7 @@ pub async fn fetch(
             bytes_out,
             events: &outcome.events,
             user: outcome.user.as_deref(),
+            failed_logins,
         },
     );
     let mut resp = from_core(outcome.response)?;

@@ -62,6 +62,8 @@ pub struct Answered<'a> {
     pub bytes_out: u64,
     pub events: &'a [Event],
     pub user: Option<&'a str>,
+    /// Logins this request was refused for a wrong user or password (0 or 1).
+    pub failed_logins: u64,
 }
 
 /// Logs the request, writes its data point, and queues its notifications (after the response,
@@ -93,6 +95,7 @@ pub fn after(env: &Env, ctx: &Context, seen: Seen, a: Answered<'_>) {
             .add_double(a.bytes_out as f64)
             .add_double(ms)
             .add_double(a.events.len() as f64)
+            .add_double(a.failed_logins as f64)
             .build();
         if let Err(e) = ds.write_data_point(&point) {
             worker::console_warn!("analytics data point not written: {e}");
