@@ -19,6 +19,10 @@ use crate::names::Name;
 /// The envelope's media type (the reference registry 2.x's).
 pub const MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
 
+/// The media type of the reference registry 3.x, which sends one event per POST (in the same
+/// envelope and fields): what an endpoint given as [`Endpoint::single`] gets.
+pub const MEDIA_TYPE_SINGLE: &str = "application/vnd.docker.distribution.events.v2+json";
+
 /// The media type the reference gives blobs (layers and configs alike) in events.
 pub const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
 
@@ -319,33 +323,64 @@ pub fn public_base(base_url: &str, host: Option<&str>, proto: Option<&str>) -> S
 /// (`NOTIFY_URLS`, the secret `NOTIFY_HEADERS`, `NOTIFY_IGNORE_ACTIONS`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
-    pub urls: Vec<String>,
+    pub urls: Vec<Endpoint>,
     /// Sent with every POST (e.g. `Authorization`): secrets, never logged.
     pub headers: Vec<(String, String)>,
     /// Actions not sent (e.g. `pull`).
     pub ignore: Vec<String>,
 }
 
+/// One notification endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    /// One event per POST with [`MEDIA_TYPE_SINGLE`], as the reference registry 3.x sends
+    /// (`--notify-single`, `NOTIFY_SINGLE_URLS`); else batches with [`MEDIA_TYPE`].
+    pub single: bool,
+}
+
+impl Endpoint {
+    /// The `Content-Type` of its POSTs.
+    pub fn media_type(&self) -> &'static str {
+        if self.single {
+            MEDIA_TYPE_SINGLE
+        } else {
+            MEDIA_TYPE
+        }
+    }
+}
+
+fn endpoint_url(u: &str) -> Result<String, String> {
+    let uri: http::Uri = u.parse().map_err(|_| format!("{u:?} is not a URL"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(u.to_string()),
+        _ => Err(format!("{u:?} is not an http:// or https:// URL")),
+    }
+}
+
 impl Config {
-    /// From lists of URLs, `Name: value` header lines and actions, each checked: an error
-    /// names what is wrong, never a header's value.
+    /// From lists of URLs (batched, then single-event ones), `Name: value` header lines and
+    /// actions, each checked: an error names what is wrong, never a header's value.
     pub fn parse<'a>(
         urls: impl IntoIterator<Item = &'a str>,
+        single: impl IntoIterator<Item = &'a str>,
         headers: impl IntoIterator<Item = &'a str>,
         ignore: impl IntoIterator<Item = &'a str>,
     ) -> Result<Config, String> {
-        let urls = urls
+        let tagged = urls
             .into_iter()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(|u| {
-                let uri: http::Uri = u.parse().map_err(|_| format!("{u:?} is not a URL"))?;
-                match (uri.scheme_str(), uri.host()) {
-                    (Some("http" | "https"), Some(_)) => Ok(u.to_string()),
-                    _ => Err(format!("{u:?} is not an http:// or https:// URL")),
-                }
+            .map(|u| (u, false))
+            .chain(single.into_iter().map(|u| (u, true)));
+        let urls = tagged
+            .map(|(u, single)| (u.trim(), single))
+            .filter(|(u, _)| !u.is_empty())
+            .map(|(u, single)| {
+                Ok(Endpoint {
+                    url: endpoint_url(u)?,
+                    single,
+                })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
         let headers = headers
             .into_iter()
             .map(str::trim)
@@ -384,11 +419,18 @@ impl Config {
         })
     }
 
-    /// From the Worker's vars: URLs separated by commas or whitespace, header lines separated
-    /// by newlines, actions by commas.
-    pub fn from_vars(urls: &str, headers: &str, ignore: &str) -> Result<Config, String> {
+    /// From the Worker's vars: URLs (batched, then single-event ones) separated by commas or
+    /// whitespace, header lines separated by newlines, actions by commas.
+    pub fn from_vars(
+        urls: &str,
+        single: &str,
+        headers: &str,
+        ignore: &str,
+    ) -> Result<Config, String> {
+        const SEPS: [char; 4] = [',', ' ', '\n', '\t'];
         Config::parse(
-            urls.split([',', ' ', '\n', '\t']),
+            urls.split(SEPS),
+            single.split(SEPS),
             headers.lines(),
             std::iter::once(ignore),
         )
@@ -556,21 +598,32 @@ mod tests {
     fn config() {
         let c = Config::from_vars(
             "http://a/x, https://b:8443/y",
+            "http://c/z",
             "Authorization: Bearer s3cret\nX-Other: 1",
             "pull",
         )
         .unwrap();
-        assert_eq!(c.urls, ["http://a/x", "https://b:8443/y"]);
+        let urls: Vec<(&str, bool)> = c.urls.iter().map(|e| (&e.url[..], e.single)).collect();
+        assert_eq!(
+            urls,
+            [
+                ("http://a/x", false),
+                ("https://b:8443/y", false),
+                ("http://c/z", true)
+            ]
+        );
+        assert_eq!(c.urls[2].media_type(), MEDIA_TYPE_SINGLE);
         assert_eq!(
             c.headers[0],
             ("Authorization".into(), "Bearer s3cret".into())
         );
         assert_eq!(c.ignore, ["pull"]);
-        assert!(Config::from_vars("ftp://a", "", "").is_err());
-        assert!(Config::from_vars("", "", "fetch").is_err());
-        let e = Config::from_vars("", "Bad Name: s3cret", "").unwrap_err();
+        assert!(Config::from_vars("ftp://a", "", "", "").is_err());
+        assert!(Config::from_vars("", "ftp://a", "", "").is_err());
+        assert!(Config::from_vars("", "", "", "fetch").is_err());
+        let e = Config::from_vars("", "", "Bad Name: s3cret", "").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
-        let e = Config::from_vars("", "X: s3cret\u{7f}", "").unwrap_err();
+        let e = Config::from_vars("", "", "X: s3cret\u{7f}", "").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 const MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
+const MEDIA_TYPE_SINGLE: &str = "application/vnd.docker.distribution.events.v2+json";
 
 fn ids(events: &[Value]) -> BTreeSet<String> {
     events
@@ -432,23 +433,34 @@ async fn a_hanging_receiver_does_not_slow_pushes() {
 }
 
 /// On both adapters: natively a server of its own; on the Worker (scripts/test-worker-notify)
-/// the one at `EDGE_REGISTRY_URL`, whose `NOTIFY_URLS` points at `EDGE_REGISTRY_NOTIFY_ADDR`.
-/// The receiver is down while the registry works, and gets every event once it is up (the
-/// Worker's Cloudflare Queue, emulated by `wrangler dev`, retries them).
+/// the one at `EDGE_REGISTRY_URL`, whose `NOTIFY_URLS` points at `EDGE_REGISTRY_NOTIFY_ADDR`
+/// and `NOTIFY_SINGLE_URLS` at `EDGE_REGISTRY_NOTIFY_SINGLE_ADDR`. The receivers are down
+/// while the registry works, and get every event once they are up (the Worker's Cloudflare
+/// Queue, emulated by `wrangler dev`, retries them); the single-event one gets each event in a
+/// POST of its own, with the reference registry 3.x's media type.
 #[tokio::test]
 async fn a_receiver_that_comes_up_late_gets_pushes_pulls_mounts_and_deletes() {
     let root = tempfile::tempdir().unwrap();
     let external = std::env::var("EDGE_REGISTRY_NOTIFY_ADDR").ok();
-    let (addr, _native, url) = match (&external, std::env::var("EDGE_REGISTRY_URL")) {
-        (Some(a), Ok(url)) => (a.parse().unwrap(), None, url),
+    let external_single = std::env::var("EDGE_REGISTRY_NOTIFY_SINGLE_ADDR").ok();
+    let (addr, single_addr, _native, url) = match (&external, std::env::var("EDGE_REGISTRY_URL")) {
+        (Some(a), Ok(url)) => (
+            a.parse().unwrap(),
+            external_single.map(|a| a.parse().unwrap()),
+            None,
+            url,
+        ),
         _ => {
-            let addr = free_addr();
+            let (addr, single_addr) = (free_addr(), free_addr());
             let events = format!("http://{addr}/events");
+            let single = format!("http://{single_addr}/events");
             let s = OpsServer::start(
                 root.path(),
                 &[
                     "--notify",
                     &events,
+                    "--notify-single",
+                    &single,
                     "--notify-max-backoff",
                     "1s",
                     "--notify-header",
@@ -456,7 +468,7 @@ async fn a_receiver_that_comes_up_late_gets_pushes_pulls_mounts_and_deletes() {
                 ],
             );
             let url = s.url.clone();
-            (addr, Some(s), url)
+            (addr, Some(single_addr), Some(s), url)
         }
     };
     let c = Client::http(&url);
@@ -484,8 +496,15 @@ async fn a_receiver_that_comes_up_late_gets_pushes_pulls_mounts_and_deletes() {
         .expect(StatusCode::ACCEPTED);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let receiver = Receiver::start(addr, Answer::Ok).await;
+    let single = match single_addr {
+        Some(a) => Some(Receiver::start(a, Answer::Ok).await),
+        None => None,
+    };
     let want = 7;
     receiver.wait_for(want, Duration::from_secs(90)).await;
+    if let Some(single) = &single {
+        single.wait_for(want, Duration::from_secs(90)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = receiver.events();
     // At least once: repeats (a retry whose answer was lost) share their id.
@@ -534,5 +553,15 @@ async fn a_receiver_that_comes_up_late_gets_pushes_pulls_mounts_and_deletes() {
     for p in receiver.posts() {
         assert_eq!(p.content_type, MEDIA_TYPE);
         assert_eq!(p.headers["authorization"], "Bearer receiver-t0ken");
+    }
+    if let Some(single) = &single {
+        // The same events (by id), one a POST.
+        let ids_single = ids(&single.events());
+        assert_eq!(ids_single, ids(&events), "{:#?}", single.events());
+        for p in single.posts() {
+            assert_eq!(p.content_type, MEDIA_TYPE_SINGLE);
+            assert_eq!(p.headers["authorization"], "Bearer receiver-t0ken");
+            assert_eq!(p.body["events"].as_array().unwrap().len(), 1);
+        }
     }
 }

@@ -55,7 +55,7 @@ impl Default for Options {
 
 struct Shared {
     index: usize,
-    url: String,
+    endpoint: notify::Endpoint,
     headers: Vec<(String, String)>,
     spool: Mutex<Spool>,
     /// Wakes the sender when a batch is spooled.
@@ -164,12 +164,12 @@ impl Notifier {
             .build()
             .map_err(|e| std::io::Error::other(format!("notification client: {e}")))?;
         let mut endpoints = Vec::new();
-        for (index, url) in options.config.urls.iter().enumerate() {
-            let spool = Spool::open(&spool_dir(root, url), options.spool_max_events)?;
+        for (index, endpoint) in options.config.urls.iter().enumerate() {
+            let spool = Spool::open(&spool_dir(root, &endpoint.url), options.spool_max_events)?;
             let pending = spool.events();
             let shared = Arc::new(Shared {
                 index,
-                url: url.clone(),
+                endpoint: endpoint.clone(),
                 headers: options.config.headers.clone(),
                 spool: Mutex::new(spool),
                 spooled: Notify::new(),
@@ -306,11 +306,16 @@ async fn write_spool(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Notice>>) {
     }
 }
 
-/// POSTs the oldest spooled batches, in order, at most `batch_events` events a POST (a spool
+/// POSTs the oldest spooled batches, in order, at most `batch_events` events a POST (one for
+/// a single-event endpoint; a spool
 /// file may hold more: its lines are sent in slices, and the file is removed once every slice
 /// was taken), retrying with backoff until the endpoint takes them.
 async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options) {
-    let per_post = options.batch_events.max(1) as usize;
+    let per_post = if shared.endpoint.single {
+        1
+    } else {
+        options.batch_events.max(1) as usize
+    };
     let mut failures: u32 = 0;
     // The head batch's events already delivered, when it was sent in slices and one failed.
     let mut resume: Option<(spool::Batch, usize)> = None;
@@ -399,8 +404,8 @@ async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options)
 /// index only: its URL and headers may hold credentials.
 async fn post(client: &reqwest::Client, shared: &Shared, body: Vec<u8>) -> bool {
     let mut req = client
-        .post(&shared.url)
-        .header(reqwest::header::CONTENT_TYPE, notify::MEDIA_TYPE)
+        .post(&shared.endpoint.url)
+        .header(reqwest::header::CONTENT_TYPE, shared.endpoint.media_type())
         .body(body);
     for (k, v) in &shared.headers {
         req = req.header(k.as_str(), v.as_str());

@@ -22,6 +22,11 @@ pub struct OpsArgs {
     /// POST notifications (the reference registry's event envelope) to URL; repeat for more.
     #[arg(long = "notify", value_name = "URL")]
     pub notify: Vec<String>,
+    /// Send notifications to this URL one event per POST, with the media type
+    /// `application/vnd.docker.distribution.events.v2+json`, as the reference registry 3.x does;
+    /// repeatable.
+    #[arg(long = "notify-single", value_name = "URL")]
+    pub notify_single: Vec<String>,
     /// A header sent with every notification, `Name: value` (e.g. an Authorization); repeatable.
     #[arg(long = "notify-header", value_name = "'NAME: VALUE'")]
     pub notify_headers: Vec<String>,
@@ -44,6 +49,7 @@ impl OpsArgs {
     pub fn notify_options(&self, base_url: &str) -> Result<notify::Options, String> {
         let config = Config::parse(
             self.notify.iter().map(String::as_str),
+            self.notify_single.iter().map(String::as_str),
             self.notify_headers.iter().map(String::as_str),
             self.notify_ignore_actions.iter().map(String::as_str),
         )

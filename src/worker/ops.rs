@@ -106,13 +106,15 @@ pub fn after(env: &Env, ctx: &Context, seen: Seen, a: Answered<'_>) {
     }
 }
 
-/// The notification settings: vars NOTIFY_URLS and NOTIFY_IGNORE_ACTIONS, secret
-/// NOTIFY_HEADERS. A setting that does not parse is logged (without values) and sends nothing.
+/// The notification settings: vars NOTIFY_URLS, NOTIFY_SINGLE_URLS and NOTIFY_IGNORE_ACTIONS,
+/// secret NOTIFY_HEADERS. A setting that does not parse is logged (without values) and sends
+/// nothing.
 fn config(env: &Env) -> Option<Config> {
-    let urls = super::var(env, "NOTIFY_URLS")?;
+    let urls = super::var(env, "NOTIFY_URLS").unwrap_or_default();
+    let single = super::var(env, "NOTIFY_SINGLE_URLS").unwrap_or_default();
     let ignore = super::var(env, "NOTIFY_IGNORE_ACTIONS").unwrap_or_default();
     let headers = super::secret(env, "NOTIFY_HEADERS").unwrap_or_default();
-    match Config::from_vars(&urls, &headers, &ignore) {
+    match Config::from_vars(&urls, &single, &headers, &ignore) {
         Ok(c) if !c.is_empty() => Some(c),
         Ok(_) => None,
         Err(e) => {
@@ -122,10 +124,13 @@ fn config(env: &Env) -> Option<Config> {
     }
 }
 
-/// One queue message: the events of one request for one endpoint.
+/// One queue message: the events of one request for one endpoint (one event, for a
+/// single-event endpoint).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Delivery {
     pub url: String,
+    #[serde(default)]
+    pub single: bool,
     pub envelope: Envelope,
 }
 
@@ -158,16 +163,19 @@ fn queue_notifications(env: &Env, ctx: &Context, seen: Seen, a: &Answered<'_>) {
             return;
         }
     };
-    let batch: Vec<Delivery> = config
-        .urls
-        .iter()
-        .map(|url| Delivery {
-            url: url.clone(),
-            envelope: Envelope {
-                events: events.clone(),
-            },
-        })
-        .collect();
+    let mut batch = Vec::new();
+    for endpoint in &config.urls {
+        let deliveries: Vec<Vec<notify::Notice>> = if endpoint.single {
+            events.iter().map(|e| vec![e.clone()]).collect()
+        } else {
+            vec![events.clone()]
+        };
+        batch.extend(deliveries.into_iter().map(|events| Delivery {
+            url: endpoint.url.clone(),
+            single: endpoint.single,
+            envelope: Envelope { events },
+        }));
+    }
     ctx.wait_until(async move {
         let messages = worker::BatchMessageBuilder::new().messages(batch).build();
         if let Err(e) = queue.send_batch(messages).await {
@@ -193,7 +201,7 @@ const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// wrangler.toml's `max_retries` the message goes to the dead-letter queue.
 pub async fn consume(batch: MessageBatch<Delivery>, env: &Env) -> worker::Result<()> {
     let headers = super::secret(env, "NOTIFY_HEADERS").unwrap_or_default();
-    let headers = match Config::from_vars("", &headers, "") {
+    let headers = match Config::from_vars("", "", &headers, "") {
         Ok(c) => c.headers,
         Err(e) => {
             worker::console_error!("NOTIFY_HEADERS: {e}");
@@ -227,7 +235,12 @@ pub async fn consume(batch: MessageBatch<Delivery>, env: &Env) -> worker::Result
 
 async fn post(d: &Delivery, headers: &[(String, String)]) -> Result<(), String> {
     let h = worker::Headers::new();
-    h.set("content-type", notify::MEDIA_TYPE)
+    let media_type = if d.single {
+        notify::MEDIA_TYPE_SINGLE
+    } else {
+        notify::MEDIA_TYPE
+    };
+    h.set("content-type", media_type)
         .map_err(|e| e.to_string())?;
     for (k, v) in headers {
         h.set(k, v)
