@@ -50,10 +50,11 @@ impl Client {
     pub fn http(base: &str) -> Client {
         let c = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            // The native server closes a connection that sits idle for 30 s before its next
-            // request (`header_read_timeout`); reusing one it is closing fails the request, so
-            // idle connections are dropped well before that, as a well-configured client does.
-            .pool_idle_timeout(std::time::Duration::from_secs(15))
+            // A server closes a connection that sits idle too long: ours after 30 s
+            // (`header_read_timeout`), wrangler dev's proxy (Node's http server) after 5 s.
+            // Reusing one it is closing fails the request (hyper's IncompleteMessage), so
+            // idle connections are dropped before that, as a well-configured client does.
+            .pool_idle_timeout(std::time::Duration::from_secs(3))
             .build()
             .unwrap();
         Client::of_conn(Conn::Http {
