@@ -86,6 +86,11 @@ enum Mode {
     Buffered(Vec<u8>),
 }
 
+/// The most bytes an upload gathers before handing them to its R2 stream (see
+/// `Streaming::gathered`): bounded memory per upload (this, plus one batch in flight), and
+/// few crossings into JavaScript.
+const COALESCE: usize = 1024 * 1024;
+
 struct Streaming {
     /// Whole parts this request still has to start.
     parts_to_start: u64,
@@ -97,6 +102,10 @@ struct Streaming {
     declared: u64,
     /// Where bytes go now, and how many more it takes.
     sink: Option<(mpsc::Sender<worker::Result<Vec<u8>>>, u64)>,
+    /// Bytes gathered for the sink, sent once [`COALESCE`] bytes (or the sink's last) are here:
+    /// a request body arrives in pieces of a few KiB, and every piece handed to the stream
+    /// crosses into JavaScript and R2 on its own.
+    gathered: Vec<u8>,
     /// Uploads started, in order, with where their result arrives.
     started: Vec<(Target, oneshot::Receiver<worker::Result<String>>)>,
 }
@@ -257,7 +266,12 @@ impl R2Writer {
             let piece = chunk.split_to(chunk.len().min(*left as usize));
             *left -= piece.len() as u64;
             let closed = *left == 0;
-            let sent = tx.send(Ok(Vec::from(piece))).await;
+            st.gathered.extend_from_slice(&piece);
+            if st.gathered.len() < COALESCE && !closed {
+                continue;
+            }
+            let batch = std::mem::replace(&mut st.gathered, Vec::with_capacity(COALESCE));
+            let sent = tx.send(Ok(batch)).await;
             if closed {
                 st.sink = None;
             }
@@ -326,6 +340,7 @@ impl UploadWriter for R2Writer {
             declared: len,
             sink: None,
             started: Vec::new(),
+            gathered: Vec::new(),
         });
     }
 
