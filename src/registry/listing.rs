@@ -17,7 +17,7 @@ use crate::storage::Storage;
 pub const MAX_PAGE: usize = 10_000;
 
 /// The `n` and `last` pagination parameters.
-fn pagination(q: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>)> {
+pub(crate) fn pagination(q: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>)> {
     let n = match q.get("n") {
         None => None,
         Some(v) => Some(
@@ -52,7 +52,7 @@ fn page(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<Strin
 
 /// Answers one page of `sorted` as `{key: [...], extra...}`, with a `Link` built by `next`
 /// (from `n` and the page's last entry) when more follow.
-fn paginated(
+pub(crate) fn paginated(
     cx: &Ctx<'_>,
     sorted: Vec<String>,
     key: &str,
