@@ -30,7 +30,11 @@ const TTL: u64 = 4;
 /// Our server as an upstream: `authenticated`, the fixture users, a token key.
 fn token_upstream(dir: &Path) -> Server {
     write_accounts(dir, &[ALICE]);
-    std::fs::write(dir.join("token-secret"), "0123456789abcdef0123456789abcdef-mirror").unwrap();
+    std::fs::write(
+        dir.join("token-secret"),
+        "0123456789abcdef0123456789abcdef-mirror",
+    )
+    .unwrap();
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     Server::native_with(&[
         "--auth",
@@ -56,7 +60,11 @@ fn basic_header((user, password): (&str, &str)) -> String {
 fn skopeo(dir: &Path) -> Command {
     let policy = dir.join("policy.json");
     if !policy.exists() {
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
     }
     let mut c = Command::new("skopeo");
     c.arg("--policy")
@@ -102,7 +110,9 @@ async fn pull_blob(c: &Client, name: &str, d: &str) -> Result<(u64, String), Str
 }
 
 fn manifest_digest(r: &common::Response) -> String {
-    r.header("docker-content-digest").unwrap_or_default().to_string()
+    r.header("docker-content-digest")
+        .unwrap_or_default()
+        .to_string()
 }
 
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -168,10 +178,16 @@ async fn a_token_upstream_behind_a_cdn() {
     let seen = proxy.seen();
     let cdn: Vec<_> = seen.iter().filter(|s| s.cdn).collect();
     assert!(!cdn.is_empty(), "no blob went through the CDN: {seen:?}");
-    assert!(cdn.iter().all(|s| !s.authorized), "credentials sent to the CDN");
+    assert!(
+        cdn.iter().all(|s| !s.authorized),
+        "credentials sent to the CDN"
+    );
     assert!(proxy.count("GET", "/token") >= 1, "the token flow was used");
     let first_blob_gets = proxy.blob_gets();
-    println!("first pull: {first_blob_gets} upstream blob GETs, {} requests", seen.len());
+    println!(
+        "first pull: {first_blob_gets} upstream blob GETs, {} requests",
+        seen.len()
+    );
 
     // A second pull (by digest too) makes no upstream request at all within the TTL.
     proxy.reset();
@@ -235,7 +251,12 @@ async fn a_token_upstream_behind_a_cdn() {
     let r = get_manifest(&mc, "up.test/lib/app", "v1").await;
     r.expect(StatusCode::OK);
     assert_eq!(manifest_digest(&r), amd64);
-    assert_eq!(proxy.count("HEAD", "/manifests/v1"), 1, "{:?}", proxy.seen());
+    assert_eq!(
+        proxy.count("HEAD", "/manifests/v1"),
+        1,
+        "{:?}",
+        proxy.seen()
+    );
     assert_eq!(proxy.count("GET", "/manifests/"), 0, "{:?}", proxy.seen());
 
     // The tag moves upstream: the mirror shows it after the TTL, not before.
@@ -266,7 +287,12 @@ async fn a_token_upstream_behind_a_cdn() {
 
     // Pushes, deletes and mounts into the mirror are refused.
     let r = mc
-        .put_manifest("up.test/lib/app", "new", content::OCI_MANIFEST, r.body.clone())
+        .put_manifest(
+            "up.test/lib/app",
+            "new",
+            content::OCI_MANIFEST,
+            r.body.clone(),
+        )
         .await;
     r.expect_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
     mc.post("/v2/up.test/lib/app/blobs/uploads/")
@@ -283,7 +309,10 @@ async fn a_token_upstream_behind_a_cdn() {
     tokio::time::sleep(Duration::from_secs(TTL + 1)).await;
     for (mode, detail) in [
         (Mode::Drop, serde_json::json!({"upstream": "unreachable"})),
-        (Mode::Unavailable, serde_json::json!({"upstream_status": 503})),
+        (
+            Mode::Unavailable,
+            serde_json::json!({"upstream_status": 503}),
+        ),
         (Mode::TooMany, serde_json::json!({"upstream_status": 429})),
     ] {
         proxy.set_mode(mode);
@@ -316,8 +345,14 @@ async fn a_token_upstream_behind_a_cdn() {
     proxy.set_mode(Mode::FlipByte);
     proxy.reset();
     let failed = pull_blob(&mc, "up.test/lib/app", &ld).await;
-    assert!(failed.is_err() || failed.as_ref().unwrap().1 != ld, "{failed:?}");
-    assert!(failed.is_err(), "a corrupt blob must fail the transfer: {failed:?}");
+    assert!(
+        failed.is_err() || failed.as_ref().unwrap().1 != ld,
+        "{failed:?}"
+    );
+    assert!(
+        failed.is_err(),
+        "a corrupt blob must fail the transfer: {failed:?}"
+    );
     proxy.set_mode(Mode::Pass);
     let ok = pull_blob(&mc, "up.test/lib/app", &ld).await.unwrap();
     assert_eq!(ok, (layer.len() as u64, ld.clone()));
@@ -329,13 +364,23 @@ async fn a_token_upstream_behind_a_cdn() {
     // Bad manifests upstream: a digest not asked for, a wrong Content-Type, over 4 MiB.
     // Each is refused and nothing is cached.
     let (_, good) = upc
-        .push_image("lib/app", "bad", &content::fresh(1024), serde_json::json!({}))
+        .push_image(
+            "lib/app",
+            "bad",
+            &content::fresh(1024),
+            serde_json::json!({}),
+        )
         .await;
     for mode in [Mode::WrongDigest, Mode::WrongType, Mode::Oversize] {
         proxy.set_mode(mode);
         let r = get_manifest(&mc, "up.test/lib/app", "bad").await;
         r.expect(StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.json()["errors"][0]["detail"]["upstream"], "invalid", "{mode:?}: {}", r.text());
+        assert_eq!(
+            r.json()["errors"][0]["detail"]["upstream"],
+            "invalid",
+            "{mode:?}: {}",
+            r.text()
+        );
         let r = get_manifest(&mc, "up.test/lib/app", &good).await;
         r.expect(StatusCode::SERVICE_UNAVAILABLE);
     }
@@ -442,6 +487,10 @@ async fn basic_upstream_two_mirrors_and_routing() {
     for name in ["docker.io/library/busybox", "up.test/team/tool"] {
         assert!(catalog.contains(&name.to_string()), "{catalog:?}");
     }
+    // With the mirrors' upstreams, for the web UI to mark their repositories.
+    let v = mc.get("/v2/_catalog").send().await.json();
+    assert_eq!(v["mirrors"]["docker.io"], reference.1.as_str());
+    assert_eq!(v["mirrors"]["up.test"], upstream.url.as_str());
     // A repository of this registry, under no prefix, is pushed and pulled as today, even
     // with a default mirror.
     let (_, mine) = mc
@@ -481,7 +530,10 @@ fn reference_registry(dir: &Path) -> (ChildGuard, String) {
         .expect("/usr/bin/docker-registry (Debian's docker-registry package)");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "docker-registry did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "docker-registry did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (ChildGuard(child), format!("http://127.0.0.1:{port}"))
@@ -553,7 +605,10 @@ async fn large_blobs_stream_flat_and_concurrent_misses_share_one_fetch() {
     let spool = m.root().unwrap().join("mirror-spool");
     let started = Instant::now();
     while std::fs::read_dir(&spool).unwrap().count() > 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "spool files left");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "spool files left"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -568,7 +623,10 @@ fn bad_mirror_settings_are_refused_at_start() {
         (vec!["--mirror", "up.test"], "PREFIX=URL"),
         (vec!["--mirror", "up.test=ftp://x"], "http:// or https://"),
         (vec!["--mirror", "Up=https://x"], "not a repository name"),
-        (vec!["--mirror", "up.test=https://u:secret@x"], "credentials"),
+        (
+            vec!["--mirror", "up.test=https://u:secret@x"],
+            "credentials",
+        ),
         (
             vec!["--mirror", "up.test=https://x", "--mirror-tag-ttl", "soon"],
             "--mirror-tag-ttl",
@@ -578,7 +636,12 @@ fn bad_mirror_settings_are_refused_at_start() {
             "--default-mirror",
         ),
         (
-            vec!["--mirror", "up.test=https://x", "--mirror-credentials", creds],
+            vec![
+                "--mirror",
+                "up.test=https://x",
+                "--mirror-credentials",
+                creds,
+            ],
             "line 1",
         ),
     ] {
@@ -630,7 +693,11 @@ fn setup_either() -> Setup {
         "--mirror".into(),
         format!("up.test={}", upstream.url),
         "--mirror-credentials".into(),
-        dir.path().join("mirror-credentials").to_str().unwrap().into(),
+        dir.path()
+            .join("mirror-credentials")
+            .to_str()
+            .unwrap()
+            .into(),
         "--mirror-tag-ttl".into(),
         format!("{TTL}s"),
     ]);
@@ -657,7 +724,10 @@ async fn pulls_through_either_adapter() {
     // By tag, by digest, the blobs (one of 20 MiB), the tags.
     let r = get_manifest(&mc, &local, "v1").await;
     r.expect(StatusCode::OK);
-    assert_eq!((manifest_digest(&r), r.body.clone()), (d.clone(), manifest.clone()));
+    assert_eq!(
+        (manifest_digest(&r), r.body.clone()),
+        (d.clone(), manifest.clone())
+    );
     let r = get_manifest(&mc, &local, &d).await;
     assert_eq!(r.body, manifest);
     let v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();

@@ -82,7 +82,17 @@ impl<S: Storage> Registry<S> {
             .into_iter()
             .filter(|name| self.access.can_list(&cx.principal, name))
             .collect();
-        paginated(cx, names, "repositories", serde_json::json!({}), |n, l| {
+        // With mirrors, their prefixes and upstreams (the web UI marks their repositories).
+        let extra = match &self.mirrors {
+            Some(m) => serde_json::json!({ "mirrors": m
+                .config()
+                .upstreams
+                .iter()
+                .map(|u| (u.prefix.clone(), serde_json::Value::String(u.display_url())))
+                .collect::<serde_json::Map<_, _>>() }),
+            None => serde_json::json!({}),
+        };
+        paginated(cx, names, "repositories", extra, |n, l| {
             self.urls.catalog_next(n, l)
         })
     }
