@@ -25,6 +25,8 @@ struct Tee<S> {
     hasher: Option<Hasher>,
     received: u64,
     held: Option<Bytes>,
+    /// Verified and stored: only the held chunk is left to give.
+    stored: bool,
 }
 
 fn error(msg: impl Into<String>) -> BoxError {
@@ -41,6 +43,9 @@ impl<S: Storage> Tee<S> {
 
     /// The next chunk for the client, `None` at the end (the blob stored), or the failure.
     async fn next(&mut self) -> Option<Result<Bytes, BoxError>> {
+        if self.stored {
+            return self.held.take().map(Ok);
+        }
         loop {
             if self.writer.is_none() {
                 let w = self.store.storage().upload_writer(&self.id, 0, None).await;
@@ -83,6 +88,7 @@ impl<S: Storage> Tee<S> {
                     if let Err(e) = self.commit().await {
                         return Some(Err(self.fail(e).await));
                     }
+                    self.stored = true;
                     return self.held.take().map(Ok);
                 }
             }
@@ -141,6 +147,7 @@ pub(crate) fn tee<S: Storage>(
         writer: None,
         received: 0,
         held: None,
+        stored: false,
     };
     Box::pin(futures_util::stream::unfold(Some(tee), |tee| async move {
         let mut tee = tee?;

@@ -203,7 +203,7 @@ async fn run(flight: Arc<Flight>, start: StartFill) {
     flight
         .progress
         .send_modify(|p| p.head = Some(Ok(fill.size)));
-    let mut body = fill.body;
+    let mut body = fill.body.fuse();
     let end = async {
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -211,6 +211,7 @@ async fn run(flight: Arc<Flight>, start: StartFill) {
             .await
             .map_err(|e| e.to_string())?;
         let mut batch = BytesMut::new();
+        let mut ended = false;
         loop {
             // Gather what is at hand (up to a batch), then write it.
             let next = if batch.is_empty() {
@@ -226,14 +227,19 @@ async fn run(flight: Arc<Flight>, start: StartFill) {
                     continue;
                 }
                 Some(Some(Err(e))) => return Err(e.to_string()),
-                Some(None) if batch.is_empty() => return Ok(()),
-                Some(None) | None => {}
+                Some(None) => ended = true,
+                None => {}
             }
-            let n = batch.len() as u64;
-            file.write_all(&batch).await.map_err(|e| e.to_string())?;
-            file.flush().await.map_err(|e| e.to_string())?;
-            batch.clear();
-            flight.progress.send_modify(|p| p.written += n);
+            if !batch.is_empty() {
+                let n = batch.len() as u64;
+                file.write_all(&batch).await.map_err(|e| e.to_string())?;
+                file.flush().await.map_err(|e| e.to_string())?;
+                batch.clear();
+                flight.progress.send_modify(|p| p.written += n);
+            }
+            if ended {
+                return Ok(());
+            }
         }
     }
     .await;
