@@ -150,7 +150,7 @@ async fn a_token_upstream_behind_a_cdn() {
     let layout = Layout::init(&dir.join("layout"));
     let amd64 = layout.add_busybox("v1", "amd64", "one");
     let arm64 = layout.add_busybox("arm", "arm64", "two");
-    let index = layout.add_index("multi", &[&amd64, &arm64]);
+    let index = layout.add_index("multi", &["v1", "arm"]);
     let up = upstream.host();
     for tag in ["v1", "multi"] {
         copy_all(
@@ -182,7 +182,13 @@ async fn a_token_upstream_behind_a_cdn() {
         cdn.iter().all(|s| !s.authorized),
         "credentials sent to the CDN"
     );
-    assert!(proxy.count("GET", "/token") >= 1, "the token flow was used");
+    // The upstream's token realm is its own address (not the proxy's): the manifest requests
+    // show the token.
+    assert!(
+        seen.iter()
+            .any(|s| !s.cdn && s.path.contains("/manifests/") && s.authorized),
+        "no authorized manifest request: {seen:?}"
+    );
     let first_blob_gets = proxy.blob_gets();
     println!(
         "first pull: {first_blob_gets} upstream blob GETs, {} requests",
@@ -248,18 +254,16 @@ async fn a_token_upstream_behind_a_cdn() {
     // Past the TTL a tag costs one HEAD upstream, and no GET.
     tokio::time::sleep(Duration::from_secs(TTL + 1)).await;
     proxy.reset();
-    let r = get_manifest(&mc, "up.test/lib/app", "v1").await;
+    let r = get_manifest(&mc, "up.test/lib/app", "multi").await;
     r.expect(StatusCode::OK);
-    assert_eq!(manifest_digest(&r), amd64);
-    assert_eq!(
-        proxy.count("HEAD", "/manifests/v1"),
-        1,
-        "{:?}",
-        proxy.seen()
-    );
+    assert_eq!(manifest_digest(&r), index);
+    let heads = proxy.count("HEAD", "/manifests/multi");
+    assert_eq!(heads, 1, "{:?}", proxy.seen());
     assert_eq!(proxy.count("GET", "/manifests/"), 0, "{:?}", proxy.seen());
 
     // The tag moves upstream: the mirror shows it after the TTL, not before.
+    let r = get_manifest(&mc, "up.test/lib/app", "v1").await;
+    assert_eq!(manifest_digest(&r), amd64);
     let upc = Client::of(&upstream).basic(ALICE);
     let (_, moved) = upc
         .push_image("lib/app", "v1", b"moved", serde_json::json!({}))
@@ -273,10 +277,9 @@ async fn a_token_upstream_behind_a_cdn() {
     assert_eq!(sha256(&r.body), moved);
 
     // Tags, referrers, the catalog.
+    // (the upstream's list: `arm` was only in the layout)
     let tags = mc.tags("up.test/lib/app").await.unwrap();
-    for t in ["arm", "multi", "v1"] {
-        assert!(tags.contains(&t.to_string()), "{tags:?}");
-    }
+    assert_eq!(tags, ["multi", "v1"]);
     let r = mc
         .get(&format!("/v2/up.test/lib/app/referrers/{amd64}"))
         .send()

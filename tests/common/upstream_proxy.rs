@@ -186,7 +186,20 @@ fn mode(state: &State) -> Mode {
     }
 }
 
+/// Answers, or (in [`Mode::Drop`]) fails, which makes hyper close the connection unanswered:
+/// kept-alive connections fail as new ones do.
 async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    cdn: bool,
+) -> Result<Response<Body>, BoxErr> {
+    if state.mode.load(Ordering::SeqCst) == Mode::Drop as u8 {
+        return Err("dropped".into());
+    }
+    answer(req, state, cdn).await.map_err(|e| match e {})
+}
+
+async fn answer(
     req: Request<Incoming>,
     state: Arc<State>,
     cdn: bool,
