@@ -79,6 +79,8 @@ pub fn mirrors(env: &Env) -> Result<Option<Arc<Mirrors>>, String> {
     }) {
         return Ok(Some(m));
     }
+    // An isolate runs on one thread; the registry takes its mirrors as an `Arc`.
+    #[allow(clippy::arc_with_non_send_sync)]
     let m = Arc::new(Mirrors::new(config.clone(), Arc::new(WorkerFetch)));
     MIRRORS.with_borrow_mut(|c| *c = Some((config, m.clone())));
     Ok(Some(m))
