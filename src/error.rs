@@ -129,6 +129,9 @@ pub struct Error {
     pub message: String,
     pub detail: Option<serde_json::Value>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether the detail of a 5xx is shown to the client: never for a failure of the server
+    /// itself ([`Error::internal`]), always for one a mirror's upstream caused.
+    detail_public: bool,
 }
 
 impl Error {
@@ -139,6 +142,7 @@ impl Error {
             message: code.message().to_string(),
             detail: None,
             headers: Vec::new(),
+            detail_public: false,
         }
     }
 
@@ -160,6 +164,21 @@ impl Error {
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
+    }
+
+    /// A failure of a mirror's upstream (503 and the like): the detail (the upstream's status)
+    /// is for the client too.
+    pub fn upstream(
+        status: StatusCode,
+        message: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> Self {
+        let mut e = Error::new(ErrorCode::Unknown)
+            .with_status(status)
+            .with_message(message)
+            .with_detail(detail);
+        e.detail_public = true;
+        e
     }
 
     /// An internal failure of the storage backend: the one case that answers 500.
@@ -192,7 +211,7 @@ impl Error {
             errors: [Item<'a>; 1],
         }
         // Internal errors never show their cause to the client.
-        let detail = if self.status.is_server_error() {
+        let detail = if self.status.is_server_error() && !self.detail_public {
             None
         } else {
             self.detail.as_ref()

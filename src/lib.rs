@@ -24,6 +24,7 @@ pub mod event;
 pub mod gc;
 pub mod health;
 pub mod manifest;
+pub mod mirror;
 pub mod names;
 pub mod notify;
 pub mod range;

@@ -78,6 +78,8 @@ struct Serve {
     settings: SettingsArgs,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    mirror: edge_registry::native::mirror::MirrorArgs,
 }
 
 /// The core's settings table as flags (`--upload-ttl`) and variables
@@ -215,6 +217,7 @@ fn serve(s: Serve) -> std::io::Result<()> {
     }
     let gc_options = edge_registry::native::gc::serve_options(&settings, &s.gc)?;
     let storage = FsStorage::open(&s.root)?;
+    let mirrors = s.mirror.build(&s.root).map_err(fail)?;
     let gc_storage = storage.clone();
     let limits = server::Limits {
         body_timeout: Duration::from_secs(settings.body_timeout),
@@ -227,8 +230,12 @@ fn serve(s: Serve) -> std::io::Result<()> {
         m.watch_failed_logins(access.clone());
     }
     let accounts_parsed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut registry = Registry::new(storage, settings);
+    if let Some(m) = mirrors {
+        registry = registry.with_mirrors(m);
+    }
     let registry = Arc::new(
-        Registry::new(storage, settings)
+        registry
             .with_access(access.clone())
             .with_clock(Arc::new(SystemClock))
             .with_readiness(ops::readiness(accounts_parsed.clone())),

@@ -163,11 +163,14 @@ function withQuery(path, params) {
   return s ? `${path}?${s}` : path;
 }
 
-/** One page of the catalog: `{ repositories, next }` (`next`: URL of the following page). */
+/**
+ * One page of the catalog: `{ repositories, next, mirrors }` (`next`: URL of the following page;
+ * `mirrors`: prefix → upstream URL, from a registry with mirrors).
+ */
 export async function catalogPage(url, signal) {
   const res = await request(url, { signal });
   const body = await res.json();
-  return { repositories: body.repositories || [], next: nextLink(res) };
+  return { repositories: body.repositories || [], next: nextLink(res), mirrors: body.mirrors || {} };
 }
 
 export function catalogUrl(n) {

@@ -284,9 +284,16 @@ function table(cls, headers, rows) {
 
 // ---- #/ : repositories ------------------------------------------------------------------------
 
+/** A badge for a repository cached from a mirror's upstream (its prefix is a mirror's). */
+function mirrorBadge(mirrors, name) {
+  const prefix = Object.keys(mirrors).find((p) => name.startsWith(`${p}/`));
+  if (!prefix) return null;
+  return h('span', { class: 'badge badge-mirror', title: `Cached from ${mirrors[prefix]}` }, `mirror of ${mirrors[prefix]}`);
+}
+
 async function reposView(route, signal) {
   setCrumbs([['Repositories']]);
-  const state = { names: [], next: api.catalogUrl(CATALOG_BATCH), loading: true, error: null };
+  const state = { names: [], next: api.catalogUrl(CATALOG_BATCH), loading: true, error: null, mirrors: {} };
   const input = h('input', {
     type: 'search',
     id: 'filter',
@@ -330,6 +337,7 @@ async function reposView(route, signal) {
             { href: repoHref(name), class: 'repo-row' },
             icon('repo', 'icon repo-icon'),
             h('span', { class: 'repo-name' }, slash >= 0 && h('span', { class: 'ns' }, name.slice(0, slash + 1)), name.slice(slash + 1)),
+            mirrorBadge(state.mirrors, name),
             icon('chevron', 'icon chevron'),
           ),
         );
@@ -365,6 +373,7 @@ async function reposView(route, signal) {
       while (state.next && state.names.length < limit) {
         const page = await api.catalogPage(state.next, signal);
         state.names.push(...page.repositories);
+        state.mirrors = page.mirrors;
         // A registry that keeps answering the same page would loop forever.
         state.next = page.repositories.length ? page.next : null;
         draw();

@@ -6,6 +6,7 @@ pub mod access;
 pub mod fs;
 pub mod gc;
 pub mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod ops;
 pub mod server;

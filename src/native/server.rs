@@ -242,6 +242,9 @@ pub async fn serve_with<S: Storage + 'static>(
                     outcome.user.as_deref(),
                     seen,
                 );
+                if let Some(report) = resp.extensions().get::<crate::mirror::Report>() {
+                    super::mirror::observe(report, ops.metrics.as_deref());
+                }
                 if let Some(cause) = resp.extensions().get::<InternalCause>() {
                     tracing::error!(%method, path, op = outcome.op, cause = %cause.0, "internal error");
                 }

@@ -18,7 +18,7 @@ fn blob_unknown(digest: &Digest) -> Error {
 }
 
 impl<S: Storage> Registry<S> {
-    pub(super) async fn get_blob(
+    pub(crate) async fn get_blob(
         &self,
         cx: &mut Ctx<'_>,
         name: &Name,

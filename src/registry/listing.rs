@@ -17,7 +17,7 @@ use crate::storage::Storage;
 pub const MAX_PAGE: usize = 10_000;
 
 /// The `n` and `last` pagination parameters.
-fn pagination(q: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>)> {
+pub(crate) fn pagination(q: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>)> {
     let n = match q.get("n") {
         None => None,
         Some(v) => Some(
@@ -52,7 +52,7 @@ fn page(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<Strin
 
 /// Answers one page of `sorted` as `{key: [...], extra...}`, with a `Link` built by `next`
 /// (from `n` and the page's last entry) when more follow.
-fn paginated(
+pub(crate) fn paginated(
     cx: &Ctx<'_>,
     sorted: Vec<String>,
     key: &str,
@@ -82,7 +82,17 @@ impl<S: Storage> Registry<S> {
             .into_iter()
             .filter(|name| self.access.can_list(&cx.principal, name))
             .collect();
-        paginated(cx, names, "repositories", serde_json::json!({}), |n, l| {
+        // With mirrors, their prefixes and upstreams (the web UI marks their repositories).
+        let extra = match &self.mirrors {
+            Some(m) => serde_json::json!({ "mirrors": m
+                .config()
+                .upstreams
+                .iter()
+                .map(|u| (u.prefix.clone(), serde_json::Value::String(u.display_url())))
+                .collect::<serde_json::Map<_, _>>() }),
+            None => serde_json::json!({}),
+        };
+        paginated(cx, names, "repositories", extra, |n, l| {
             self.urls.catalog_next(n, l)
         })
     }

@@ -29,6 +29,19 @@ impl<S: Storage> Registry<S> {
                 .with_detail(serde_json::json!({ "reference": reference }))
         })?;
         let found = self.store.resolve(name, &reference).await?;
+        self.serve_manifest(cx, name, &reference, &found, head)
+            .await
+    }
+
+    /// The answer for a manifest found in storage: its head, and for a GET its bytes (a pull).
+    pub(crate) async fn serve_manifest(
+        &self,
+        cx: &mut Ctx<'_>,
+        name: &Name,
+        reference: &Reference,
+        found: &crate::repo::manifests::Resolved,
+        head: bool,
+    ) -> Result<Response<Body>> {
         let b = response(StatusCode::OK)
             .header(header::CONTENT_TYPE, &found.record.media_type)
             .header(header::CONTENT_LENGTH, found.record.size)
@@ -39,9 +52,9 @@ impl<S: Storage> Registry<S> {
         }
         let body = self
             .store
-            .read_manifest(name, &reference, &found, &mut cx.events)
+            .read_manifest(name, reference, found, &mut cx.events)
             .await?;
-        self.store.note_pull(name, &found, cx.now / 86_400).await;
+        self.store.note_pull(name, found, cx.now / 86_400).await;
         Ok(finish(b, body))
     }
 

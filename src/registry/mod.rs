@@ -9,7 +9,7 @@
 //! calls the domain layer ([`Store`]) and builds the response.
 
 mod blobs;
-mod listing;
+pub(crate) mod listing;
 mod manifests;
 mod referrers;
 pub mod response;
@@ -29,6 +29,7 @@ use crate::clock::{Clock, FixedClock};
 use crate::error::Error;
 use crate::event::{Event, Events};
 use crate::health::{self, Readiness};
+use crate::mirror::Mirrors;
 use crate::repo::uploads::{At, Limits};
 use crate::repo::Store;
 use crate::route::{self, not_found, Needs, Op, Resolved, NO_OP};
@@ -69,13 +70,15 @@ pub(crate) struct Ctx<'a> {
 }
 
 pub struct Registry<S> {
-    store: Store<S>,
-    settings: Settings,
+    pub(crate) store: Store<S>,
+    pub(crate) settings: Settings,
     access: Arc<Access>,
-    clock: Arc<dyn Clock>,
-    urls: Urls,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) urls: Urls,
     chunk_min_length: u64,
     readiness: Readiness,
+    /// The pull-through cache, if any mirror is configured.
+    pub(crate) mirrors: Option<Arc<Mirrors>>,
 }
 
 /// The client's address as the adapter gave it, for counting failed logins.
@@ -97,7 +100,18 @@ impl<S: Storage> Registry<S> {
             urls,
             chunk_min_length: 1024 * 1024,
             readiness: Readiness::default(),
+            mirrors: None,
         }
+    }
+
+    /// Serves the mirrors' repositories from their upstreams (see [`crate::mirror`]).
+    pub fn with_mirrors(mut self, mirrors: Arc<Mirrors>) -> Self {
+        self.mirrors = Some(mirrors).filter(|m| !m.config().is_empty());
+        self
+    }
+
+    pub fn mirrors(&self) -> Option<&Arc<Mirrors>> {
+        self.mirrors.as_ref()
     }
 
     /// How `/readyz` probes storage, and the adapter's timer and checks for it.
@@ -261,6 +275,11 @@ impl<S: Storage> Registry<S> {
             _ => {}
         }
         self.authorize(&r, cx).await?;
+        if let Some(m) = self.mirrors.clone() {
+            if let Some(resp) = self.mirror_dispatch(&m, &r, cx).await {
+                return Ok(resp);
+            }
+        }
         match r.op {
             Op::Base => json(StatusCode::OK, "application/json", &serde_json::json!({})),
             Op::Catalog => self.catalog(cx).await,

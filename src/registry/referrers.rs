@@ -13,7 +13,7 @@ use crate::names::Name;
 use crate::storage::Storage;
 
 impl<S: Storage> Registry<S> {
-    pub(super) async fn referrers(
+    pub(crate) async fn referrers(
         &self,
         cx: &mut Ctx<'_>,
         name: &Name,

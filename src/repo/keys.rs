@@ -82,3 +82,13 @@ pub fn manifests_dir(name: &Name, alg: crate::digest::Algorithm) -> String {
 pub fn links_dir(name: &Name, alg: crate::digest::Algorithm) -> String {
     format!("repositories/{name}/_layers/{}", alg.as_str())
 }
+
+/// When a mirror last checked a cached tag with its upstream (seconds since the epoch).
+pub fn mirror_tag_checked(name: &Name, tag: &Tag) -> String {
+    format!("repositories/{name}/_mirror/checked/{tag}")
+}
+
+/// A mirror's copy of its upstream's tag list, and when it was fetched.
+pub fn mirror_tag_list(name: &Name) -> String {
+    format!("repositories/{name}/_mirror/tags")
+}

@@ -160,21 +160,60 @@ impl<S: Storage> Store<S> {
         pushed: u64,
         events: &mut Events,
     ) -> Result<()> {
+        self.store_manifest(name, digest, tag, manifest, body, pushed, true, events)
+            .await
+    }
+
+    /// As [`Store::put_manifest`], for a manifest a mirror fetched from its upstream (verified
+    /// against its digest): the blobs and manifests it references need not be here yet (they
+    /// are fetched when pulled), so only the manifest itself is protected from a collection.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_mirrored_manifest(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        tag: Option<&Tag>,
+        manifest: &Manifest,
+        body: Bytes,
+        fetched: u64,
+        events: &mut Events,
+    ) -> Result<()> {
+        self.store_manifest(name, digest, tag, manifest, body, fetched, false, events)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_manifest(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        tag: Option<&Tag>,
+        manifest: &Manifest,
+        body: Bytes,
+        pushed: u64,
+        check_references: bool,
+        events: &mut Events,
+    ) -> Result<()> {
         let missing = |d: &Digest| {
             Error::new(ErrorCode::ManifestBlobUnknown)
                 .with_detail(serde_json::json!({ "digest": d.to_string() }))
         };
         let before = if self.guarded {
-            Some(crate::gc::guard::flag(&self.storage).await?)
+            Some(crate::gc::guard::flag(&*self.storage).await?)
         } else {
             None
         };
-        for blob in &manifest.blobs {
+        let references = if check_references {
+            (manifest.blobs.as_slice(), manifest.manifests.as_slice())
+        } else {
+            (&[][..], &[][..])
+        };
+        for blob in references.0 {
             if self.blob_size(name, blob).await?.is_none() {
                 return Err(missing(blob));
             }
         }
-        for m in &manifest.manifests {
+        for m in references.1 {
             if !self.exists(&keys::manifest(name, m)).await?
                 || self.storage.blob_size(m).await?.is_none()
             {
@@ -213,11 +252,11 @@ impl<S: Storage> Store<S> {
                 .await?;
         }
         let refs: Vec<Digest> = std::iter::once(digest.clone())
-            .chain(manifest.blobs.iter().cloned())
-            .chain(manifest.manifests.iter().cloned())
+            .chain(references.0.iter().cloned())
+            .chain(references.1.iter().cloned())
             .collect();
         let gone = match before {
-            Some(before) => crate::gc::guard::protect(&self.storage, before, &refs).await?,
+            Some(before) => crate::gc::guard::protect(&*self.storage, before, &refs).await?,
             None => None,
         };
         if let Some(gone) = gone {

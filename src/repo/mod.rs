@@ -10,6 +10,8 @@ pub mod keys;
 pub mod manifests;
 pub mod uploads;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::body::Body;
@@ -25,18 +27,28 @@ pub use manifests::ManifestRecord;
 type Result<T> = std::result::Result<T, Error>;
 
 /// Repositories, blobs, manifests, tags, referrers and upload sessions over a [`Storage`].
+/// Cheap to clone: clones share the storage (a mirrored blob's fill holds one while it streams).
 pub struct Store<S> {
-    storage: S,
+    storage: Arc<S>,
     /// Whether a garbage collector may run on this storage, so that reads and pushes must
     /// follow its protocol (`crate::gc::guard`). On by default; a deployment where no collector
     /// can run (the Worker, until its cron collector exists) turns it off and saves the reads.
     guarded: bool,
 }
 
+impl<S> Clone for Store<S> {
+    fn clone(&self) -> Self {
+        Store {
+            storage: self.storage.clone(),
+            guarded: self.guarded,
+        }
+    }
+}
+
 impl<S: Storage> Store<S> {
     pub fn new(storage: S) -> Self {
         Store {
-            storage,
+            storage: Arc::new(storage),
             guarded: true,
         }
     }
@@ -53,7 +65,7 @@ impl<S: Storage> Store<S> {
         if !self.guarded {
             return Ok(true);
         }
-        Ok(crate::gc::guard::still_there(&self.storage, digest).await?)
+        Ok(crate::gc::guard::still_there(&*self.storage, digest).await?)
     }
 
     pub fn storage(&self) -> &S {

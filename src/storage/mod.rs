@@ -41,7 +41,8 @@ pub type StorageResult<T> = Result<T, StorageError>;
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait Storage: MaybeSendSync {
+/// `'static`: a mirrored blob's bytes are stored by a stream that outlives the request's borrow.
+pub trait Storage: MaybeSendSync + 'static {
     /// Reads a small object.
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>>;
     /// Writes a small object whole: readers see the old value or the new one, never a mix.

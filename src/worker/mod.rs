@@ -2,6 +2,7 @@
 //! between workers-rs and the core, and supplies the R2 + KV storage; the registry logic is all
 //! in the core.
 
+mod mirror;
 mod ops;
 mod r2;
 #[cfg(feature = "storage-suite")]
@@ -223,7 +224,11 @@ fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
     let storage = storage(env, &settings)?;
     let access =
         access(env, &settings).map_err(|e| format!("access control is misconfigured: {e}"))?;
-    Ok(Registry::new(storage, settings)
+    let mut registry = Registry::new(storage, settings);
+    if let Some(m) = mirror::mirrors(env)? {
+        registry = registry.with_mirrors(m);
+    }
+    Ok(registry
         .with_access(access)
         .with_clock(Arc::new(DateClock))
         .with_chunk_min_length(r2::PART_SIZE as u64)
@@ -274,6 +279,11 @@ pub async fn fetch(
         .access()
         .failed_logins()
         .saturating_sub(failed_before);
+    if let Some(report) = outcome.response.extensions().get::<crate::mirror::Report>() {
+        for note in &report.notes {
+            worker::console_warn!("mirror {}: {note}", report.mirror);
+        }
+    }
     if let Some(cause) = outcome.response.extensions().get::<InternalCause>() {
         worker::console_error!(
             "{method} {path} ({}): internal error: {}",

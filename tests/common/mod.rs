@@ -17,6 +17,7 @@ pub mod content;
 pub mod image;
 pub mod ops;
 pub mod target;
+pub mod upstream_proxy;
 
 #[allow(unused_imports)]
 pub use client::{block_on, Client, Response};
