@@ -8,6 +8,7 @@ pub mod gc;
 pub mod metrics;
 pub mod notify;
 pub mod ops;
+pub mod scale;
 pub mod server;
 pub mod spool;
 
