@@ -88,7 +88,12 @@ struct Serve {
 struct ScaleArgs {
     /// Keep metadata in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of
     /// under --root; needs --blobs.
-    #[arg(long, env = "EDGE_REGISTRY_METADATA", requires = "blobs", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "EDGE_REGISTRY_METADATA",
+        requires = "blobs",
+        hide_env_values = true
+    )]
     metadata: Option<String>,
     /// Keep blobs in S3-compatible storage: s3://BUCKET?endpoint=URL&region=REGION; needs
     /// --metadata. Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or
@@ -254,7 +259,7 @@ fn serve(s: Serve) -> std::io::Result<()> {
                 pool_size: s.scale.metadata_pool,
             };
             let scale = rt.block_on(ScaleStorage::open(&options)).map_err(fail)?;
-            (NativeStorage::Scale(scale), None)
+            (NativeStorage::Scale(Box::new(scale)), None)
         }
         _ => {
             let fs = FsStorage::open(&s.root)?;

@@ -129,10 +129,23 @@ async fn storage_suite_and_round_trips() {
         assert_eq!(st, StatusCode::CREATED);
     }
     let manifest = to_bytes(&image_of(&config, &[&layer]));
-    let (st, _) = call("PUT", format!("/v2/{name}/manifests/v1"), manifest.clone(), OCI_MANIFEST).await;
+    let (st, _) = call(
+        "PUT",
+        format!("/v2/{name}/manifests/v1"),
+        manifest.clone(),
+        OCI_MANIFEST,
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED);
     // The first GET records the day's pull (one write a day).
-    let get = |reference: String| call("GET", format!("/v2/{name}/manifests/{reference}"), Bytes::new(), "");
+    let get = |reference: String| {
+        call(
+            "GET",
+            format!("/v2/{name}/manifests/{reference}"),
+            Bytes::new(),
+            "",
+        )
+    };
     assert_eq!(get("v1".into()).await.0, StatusCode::OK);
     let before = s.round_trips();
     let (st, body) = get("v1".into()).await;
@@ -149,7 +162,10 @@ async fn storage_suite_and_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_everything() {
     let (pg, garage) = (Postgres::start(), Garage::single());
-    let (a, b) = (instance(&pg, &garage, 0, &[]), instance(&pg, &garage, 0, &[]));
+    let (a, b) = (
+        instance(&pg, &garage, 0, &[]),
+        instance(&pg, &garage, 0, &[]),
+    );
     let (ca, cb) = (Client::of(&a), Client::of(&b));
     let name = repo("shared");
 
@@ -194,7 +210,10 @@ async fn two_instances_share_everything() {
     cb.push_blob(&name, config.clone()).await;
     let manifest = to_bytes(&image_of(&config, &[&data]));
     let md = cb.push_manifest(&name, "latest", &manifest).await;
-    let (got, ct) = ca.manifest(&name, "latest").await.expect("A serves B's manifest");
+    let (got, ct) = ca
+        .manifest(&name, "latest")
+        .await
+        .expect("A serves B's manifest");
     assert_eq!((got, ct.as_str()), (manifest.clone(), OCI_MANIFEST));
     assert!(ca.manifest(&name, &md).await.is_some());
     assert_eq!(ca.tags(&name).await.unwrap(), vec!["latest".to_string()]);
@@ -221,7 +240,10 @@ async fn two_instances_share_everything() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    let won = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
     let lost = statuses
         .iter()
         .filter(|s| **s == StatusCode::RANGE_NOT_SATISFIABLE)
@@ -240,9 +262,14 @@ async fn two_instances_share_everything() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
     assert_eq!(created, 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| s.is_client_error() || *s == StatusCode::CREATED));
+    assert!(statuses
+        .iter()
+        .all(|s| s.is_client_error() || *s == StatusCode::CREATED));
     cb.blob_intact(&name, &chunk).await;
 
     // Kill -9 A in the middle of a chunked upload; B finishes it from the last acknowledged
@@ -269,7 +296,10 @@ async fn two_instances_share_everything() {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let end = (sent + 256 * 1024).min(part.len());
-                Some((Ok::<_, std::io::Error>(part.slice(sent..end)), end))
+                Some((
+                    Ok::<_, edge_registry::body::BoxError>(part.slice(sent..end)),
+                    end,
+                ))
             }
         });
         ca2.patch(&loc2)
@@ -306,7 +336,10 @@ fn skopeo_push_through_one_pull_through_the_other() {
         panic!("skopeo and umoci are needed (scripts/test installs them)");
     }
     let (pg, garage) = (Postgres::start(), Garage::single());
-    let (a, b) = (instance(&pg, &garage, 0, &[]), instance(&pg, &garage, 0, &[]));
+    let (a, b) = (
+        instance(&pg, &garage, 0, &[]),
+        instance(&pg, &garage, 0, &[]),
+    );
     let work = tempfile::tempdir().unwrap();
     let src = common::image::Layout::init(&work.path().join("src"));
     let digest = src.add_busybox("v1", "amd64", "scale");
@@ -356,7 +389,12 @@ async fn postgres_down_is_503_then_service_resumes() {
         let start = Instant::now();
         let r = c.get(&path).timeout(Duration::from_secs(20)).send().await;
         let took = start.elapsed();
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", r.text());
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text()
+        );
         assert_eq!(r.code(), "UNKNOWN", "{path}");
         assert!(r.header("retry-after").is_some(), "{path}");
         assert!(took < Duration::from_secs(10), "{path} took {took:?}");
@@ -380,12 +418,19 @@ async fn postgres_down_is_503_then_service_resumes() {
         if r.status == StatusCode::OK {
             break;
         }
-        assert!(Instant::now() < deadline, "still {} after PostgreSQL came back", r.status);
+        assert!(
+            Instant::now() < deadline,
+            "still {} after PostgreSQL came back",
+            r.status
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.blob_intact(&name, &data).await;
     c.push_chunked(&name, &content(6, 3 * MIB), MIB).await;
 }
+
+/// A bad start: `--metadata`, `--blobs`, the environment, and what the error must say.
+type Case<'a> = (String, String, Vec<(&'a str, &'a str)>, &'a str);
 
 /// Each bad start argument gives one clear error, and the server does not start.
 #[test]
@@ -410,10 +455,25 @@ fn bad_start_arguments_fail_clearly() {
         ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
     ];
     let blobs = garage.blobs_url(0);
-    let cases: Vec<(String, String, Vec<(&str, &str)>, &str)> = vec![
-        ("mysql://x/y".into(), blobs.clone(), keys.to_vec(), "postgres://"),
-        (pg.url(), "s3://?endpoint=http://x".into(), keys.to_vec(), "no bucket"),
-        (pg.url(), format!("s3://{BUCKET}"), keys.to_vec(), "no endpoint"),
+    let cases: Vec<Case> = vec![
+        (
+            "mysql://x/y".into(),
+            blobs.clone(),
+            keys.to_vec(),
+            "postgres://",
+        ),
+        (
+            pg.url(),
+            "s3://?endpoint=http://x".into(),
+            keys.to_vec(),
+            "no bucket",
+        ),
+        (
+            pg.url(),
+            format!("s3://{BUCKET}"),
+            keys.to_vec(),
+            "no endpoint",
+        ),
         (pg.url(), blobs.clone(), vec![], "AWS_ACCESS_KEY_ID"),
         (
             pg.url().replace("scale-test-password", "wrong"),
@@ -422,7 +482,10 @@ fn bad_start_arguments_fail_clearly() {
             "password authentication failed",
         ),
         (
-            format!("postgres://postgres@127.0.0.1:{}/postgres", common::engines::free_port()),
+            format!(
+                "postgres://postgres@127.0.0.1:{}/postgres",
+                common::engines::free_port()
+            ),
             blobs.clone(),
             keys.to_vec(),
             "cannot connect to PostgreSQL",
@@ -451,9 +514,18 @@ fn bad_start_arguments_fail_clearly() {
             "{metadata} {blobs}: took {:?}",
             started.elapsed()
         );
-        assert!(err.contains(expect), "{metadata} {blobs}: expected {expect:?} in {err}");
-        assert!(!err.contains("scale-test-password"), "a password in the error: {err}");
-        assert!(!err.contains(&garage.secret), "a secret in the error: {err}");
+        assert!(
+            err.contains(expect),
+            "{metadata} {blobs}: expected {expect:?} in {err}"
+        );
+        assert!(
+            !err.contains("scale-test-password"),
+            "a password in the error: {err}"
+        );
+        assert!(
+            !err.contains(&garage.secret),
+            "a secret in the error: {err}"
+        );
         // One error, not a backtrace or a log flood.
         assert!(err.trim().lines().count() <= 2, "{err}");
     }
@@ -465,7 +537,10 @@ fn bad_start_arguments_fail_clearly() {
 async fn garage_node_failure_keeps_serving() {
     let (pg, mut garage) = (Postgres::start(), Garage::cluster());
     // Instances on nodes 0 and 1; node 2 dies.
-    let (a, b) = (instance(&pg, &garage, 0, &[]), instance(&pg, &garage, 1, &[]));
+    let (a, b) = (
+        instance(&pg, &garage, 0, &[]),
+        instance(&pg, &garage, 1, &[]),
+    );
     let (ca, cb) = (Client::of(&a), Client::of(&b));
     let name = repo("garage-failure");
     let mut acknowledged = Vec::new();
@@ -493,7 +568,10 @@ async fn garage_node_failure_keeps_serving() {
         cb.blob_intact(&name, data).await;
     }
     let pushed = pushes.await.unwrap();
-    assert!(!pushed.is_empty(), "no push went through with one node down");
+    assert!(
+        !pushed.is_empty(),
+        "no push went through with one node down"
+    );
     for (_, data) in &pushed {
         cb.blob_intact(&name, data).await;
         ca.blob_intact(&name, data).await;

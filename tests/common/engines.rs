@@ -380,7 +380,9 @@ impl Garage {
         let (key, secret) = (field("Key ID"), field("Secret key"));
         garage_cli(
             &first,
-            &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", &key],
+            &[
+                "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", &key,
+            ],
         );
         let g = Garage {
             nodes,
@@ -421,7 +423,10 @@ impl Garage {
         let log = self.dir.path().join(format!("node{n}.log"));
         retry(Duration::from_secs(60), "garage ready", || {
             rt.block_on(s3.check()).map_err(|e| {
-                format!("{e}; log: {}", std::fs::read_to_string(&log).unwrap_or_default())
+                format!(
+                    "{e}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
             })
         });
     }

@@ -8,14 +8,13 @@ use crate::body::{Body, ByteStream};
 use crate::digest::Digest;
 use crate::native::fs::FsStorage;
 use crate::storage::{
-    BlobPage, DirectPut, Freshness, SessionGuard, Storage, StorageResult, UploadData,
-    UploadWriter,
+    BlobPage, DirectPut, Freshness, SessionGuard, Storage, StorageResult, UploadData, UploadWriter,
 };
 
 #[derive(Clone)]
 pub enum NativeStorage {
     Fs(FsStorage),
-    Scale(ScaleStorage),
+    Scale(Box<ScaleStorage>),
 }
 
 macro_rules! both {

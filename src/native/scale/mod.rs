@@ -41,8 +41,8 @@ use bytes::Bytes;
 use crate::body::{Body, ByteStream};
 use crate::digest::{Algorithm, Digest};
 use crate::storage::{
-    BlobInfo, BlobPage, Freshness, SessionGuard, Storage, StorageError, StorageResult,
-    UploadData, UploadWriter,
+    BlobInfo, BlobPage, Freshness, SessionGuard, Storage, StorageError, StorageResult, UploadData,
+    UploadWriter,
 };
 
 use pg::{bounded, Db};
@@ -123,7 +123,9 @@ impl ScaleStorage {
 
     /// Statements sent to PostgreSQL since the store was opened.
     pub fn round_trips(&self) -> u64 {
-        self.db.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+        self.db
+            .round_trips
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn blob_row(&self, digest: &Digest) -> StorageResult<Option<(u64, String)>> {
@@ -478,7 +480,7 @@ impl Storage for ScaleStorage {
             key: session_lock_key(id),
         };
         let mut detach = Detach(&mut lock, false);
-        match take_lock(detach.0).await {
+        match take_lock(&mut *detach.0).await {
             Ok(()) => {
                 detach.1 = true;
                 drop(detach);
@@ -576,11 +578,9 @@ impl Storage for ScaleStorage {
         let state = UploadBackend::decode(backend).unwrap_or_default();
         let c = self.db.client().await?;
         self.db.count();
-        let row = bounded(c.query_opt(
-            "SELECT multipart FROM er_upload_data WHERE id = $1",
-            &[&id],
-        ))
-        .await?;
+        let row =
+            bounded(c.query_opt("SELECT multipart FROM er_upload_data WHERE id = $1", &[&id]))
+                .await?;
         drop(c);
         let mut multiparts: Vec<String> = state.mp.iter().cloned().collect();
         if let Some(Some(mp)) = row.as_ref().map(|r| r.get::<_, Option<String>>(0)) {

@@ -35,7 +35,9 @@ pub struct S3Url {
 
 impl S3Url {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("--blobs {raw:?}: {why} (expected s3://BUCKET?endpoint=URL&region=REGION)");
+        let bad = |why: &str| {
+            format!("--blobs {raw:?}: {why} (expected s3://BUCKET?endpoint=URL&region=REGION)")
+        };
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
         if url.scheme() != "s3" {
             return Err(bad("the scheme must be s3"));
@@ -75,8 +77,7 @@ impl S3Url {
 /// the AWS shared-credentials format (`[default]`, `aws_access_key_id = ...`).
 pub fn credentials(file: Option<&std::path::Path>) -> Result<Credentials, String> {
     if let Some(path) = file {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
         return parse_credentials_file(&text, &profile)
             .ok_or_else(|| format!("{}: no access key pair for profile [{profile}] (aws_access_key_id, aws_secret_access_key)", path.display()));
@@ -183,12 +184,10 @@ impl S3 {
     /// error otherwise.
     pub async fn check(&self) -> Result<(), String> {
         let url = self.bucket.head_bucket(self.creds()).sign(SIGNED_FOR);
-        let resp = self.http.head(url).send().await.map_err(|e| {
-            format!(
-                "S3 endpoint {} is unreachable: {e}",
-                self.bucket.base_url()
-            )
-        })?;
+        let resp =
+            self.http.head(url).send().await.map_err(|e| {
+                format!("S3 endpoint {} is unreachable: {e}", self.bucket.base_url())
+            })?;
         match resp.status().as_u16() {
             200..=299 => {}
             404 => return Err(format!("S3 bucket {:?} does not exist", self.bucket.name())),
@@ -255,17 +254,13 @@ impl S3 {
                 resp.content_length().unwrap_or(0)
             )));
         }
-        Ok(Some(Box::pin(
-            resp.bytes_stream()
-                .map_err(|e| Box::new(std::io::Error::other(e.to_string())) as BoxError),
-        )))
+        Ok(Some(Box::pin(resp.bytes_stream().map_err(|e| {
+            Box::new(std::io::Error::other(e.to_string())) as BoxError
+        }))))
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
-        let url = self
-            .bucket
-            .put_object(self.creds(), key)
-            .sign(SIGNED_FOR);
+        let url = self.bucket.put_object(self.creds(), key).sign(SIGNED_FOR);
         let resp = self
             .http
             .put(url)
@@ -282,10 +277,7 @@ impl S3 {
 
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> StorageResult<bool> {
-        let url = self
-            .bucket
-            .head_object(self.creds(), key)
-            .sign(SIGNED_FOR);
+        let url = self.bucket.head_object(self.creds(), key).sign(SIGNED_FOR);
         let resp = self.http.head(url).send().await.map_err(transport)?;
         match resp.status() {
             s if s.is_success() => Ok(true),
@@ -454,8 +446,8 @@ impl S3 {
 
     /// Aborts a multipart upload; one that is gone (completed or aborted) is not an error.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> StorageResult<()> {
-        let url = AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id)
-            .sign(SIGNED_FOR);
+        let url =
+            AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id).sign(SIGNED_FOR);
         let resp = self.http.delete(url).send().await.map_err(transport)?;
         if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
             return Err(status_error("AbortMultipartUpload", resp).await);
