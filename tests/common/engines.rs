@@ -411,24 +411,29 @@ impl Garage {
         ]
     }
 
-    /// Waits until node `n` serves the bucket with the key.
+    /// Waits until node `n` serves the bucket with the key (on a thread of its own, so it may
+    /// be called from async tests too).
     fn wait_ready(&self, n: usize) {
         let url = edge_registry::native::scale::s3::S3Url::parse(&self.blobs_url(n)).unwrap();
         let s3 =
             edge_registry::native::scale::s3::S3::with_keys(&url, &self.key, &self.secret).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let log = self.dir.path().join(format!("node{n}.log"));
-        retry(Duration::from_secs(60), "garage ready", || {
-            rt.block_on(s3.check()).map_err(|e| {
-                format!(
-                    "{e}; log: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-        });
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            retry(Duration::from_secs(60), "garage ready", || {
+                rt.block_on(s3.check()).map_err(|e| {
+                    format!(
+                        "{e}; log: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )
+                })
+            });
+        })
+        .join()
+        .unwrap();
     }
 }
 
