@@ -57,6 +57,21 @@ pub struct Db {
     pub round_trips: Arc<AtomicU64>,
 }
 
+/// An error with its causes, on one line ("error connecting to server: Connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// A PostgreSQL failure: unreachable, closed, shut down or out of connections is
 /// "unavailable"; a statement's own error is not.
 pub fn db_error(e: tokio_postgres::Error) -> StorageError {
@@ -73,12 +88,12 @@ pub fn db_error(e: tokio_postgres::Error) -> StorageError {
                 StorageError(msg)
             }
         }
-        None => StorageError::unavailable(format!("PostgreSQL: {e}")),
+        None => StorageError::unavailable(format!("PostgreSQL: {}", with_causes(&e))),
     }
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StorageError {
-    StorageError::unavailable(format!("PostgreSQL: {e}"))
+    StorageError::unavailable(format!("PostgreSQL: {}", with_causes(&e)))
 }
 
 fn timed_out(_: tokio::time::error::Elapsed) -> StorageError {
@@ -146,8 +161,11 @@ impl Db {
             // The pool's error wraps the connection's, which says what is wrong (refused,
             // password authentication failed, no such database).
             let detail = match &e {
-                deadpool_postgres::PoolError::Backend(b) => b.to_string(),
-                other => other.to_string(),
+                deadpool_postgres::PoolError::Backend(b) => match b.as_db_error() {
+                    Some(db) => db.message().to_string(),
+                    None => with_causes(b),
+                },
+                other => with_causes(other),
             };
             format!("--metadata: cannot connect to PostgreSQL: {detail}")
         })?;
