@@ -261,9 +261,16 @@ impl Error {
     }
 }
 
-/// A failure of the storage itself: 500 UNKNOWN, its cause for the log only.
+/// A failure of the storage itself: 500 UNKNOWN, its cause for the log only; when the
+/// storage's service is down, 503 (still UNKNOWN, with `Retry-After`).
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
+        if e.is_unavailable() {
+            return Error::internal(e)
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_message("storage unavailable: retry later")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         Error::internal(e)
     }
 }
@@ -325,5 +332,22 @@ mod tests {
             Body::Full(b) => assert!(!String::from_utf8_lossy(&b).contains("secret")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn unavailable_storage_is_503_json_without_its_cause() {
+        let resp = Error::from(StorageError::unavailable("PostgreSQL at 10.0.0.5 refused"))
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        match resp.into_body() {
+            Body::Full(b) => {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                assert_eq!(v["errors"][0]["code"], "UNKNOWN");
+                assert!(!String::from_utf8_lossy(&b).contains("10.0.0.5"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!StorageError("unavailable".into()).is_unavailable());
     }
 }

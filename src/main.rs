@@ -10,6 +10,7 @@ use edge_registry::auth::{acceptable_credential, Access, Mode, TokenKey};
 use edge_registry::native::access::{htpasswd_line, random_secret, AccountFiles};
 use edge_registry::native::metrics::Metrics;
 use edge_registry::native::ops::{self, Ops, OpsArgs};
+use edge_registry::native::scale::{NativeStorage, ScaleOptions, ScaleStorage};
 use edge_registry::native::{fs::FsStorage, server, BlockingPasswordCheck, SystemClock};
 use edge_registry::settings::{Settings, SETTINGS};
 use edge_registry::Registry;
@@ -75,11 +76,40 @@ struct Serve {
     #[command(flatten)]
     gc: edge_registry::native::gc::ServeGc,
     #[command(flatten)]
+    scale: ScaleArgs,
+    #[command(flatten)]
     settings: SettingsArgs,
     #[command(flatten)]
     ops: OpsArgs,
     #[command(flatten)]
     mirror: edge_registry::native::mirror::MirrorArgs,
+}
+
+/// Scale out: state shared by any number of instances (see README "Scale out").
+#[derive(clap::Args)]
+struct ScaleArgs {
+    /// Keep metadata in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of
+    /// under --root; needs --blobs.
+    #[arg(
+        long,
+        env = "EDGE_REGISTRY_METADATA",
+        requires = "blobs",
+        hide_env_values = true
+    )]
+    metadata: Option<String>,
+    /// Keep blobs in S3-compatible storage: s3://BUCKET?endpoint=URL&region=REGION; needs
+    /// --metadata. Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or
+    /// --blobs-credentials.
+    #[arg(long, env = "EDGE_REGISTRY_BLOBS", requires = "metadata")]
+    blobs: Option<String>,
+    /// An AWS shared-credentials file (`[default]` aws_access_key_id, aws_secret_access_key)
+    /// for --blobs.
+    #[arg(long, env = "EDGE_REGISTRY_BLOBS_CREDENTIALS")]
+    blobs_credentials: Option<PathBuf>,
+    /// The most PostgreSQL connections each of the instance's two pools (statements, upload
+    /// session locks) opens.
+    #[arg(long, env = "EDGE_REGISTRY_METADATA_POOL", default_value_t = 16)]
+    metadata_pool: usize,
 }
 
 /// The core's settings table as flags (`--upload-ttl`) and variables
@@ -216,9 +246,30 @@ fn serve(s: Serve) -> std::io::Result<()> {
         tracing::warn!(listen = %s.listen, "open mode on a non-loopback address: anyone who can reach it may push and delete");
     }
     let gc_options = edge_registry::native::gc::serve_options(&settings, &s.gc)?;
-    let storage = FsStorage::open(&s.root)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (storage, gc_storage) = match (&s.scale.metadata, &s.scale.blobs) {
+        (Some(metadata), Some(blobs)) => {
+            if s.gc.gc_interval.is_some() {
+                return Err(fail("--gc-interval is not available with --metadata yet"));
+            }
+            let options = ScaleOptions {
+                metadata: metadata.clone(),
+                blobs: blobs.clone(),
+                credentials_file: s.scale.blobs_credentials.clone(),
+                pool_size: s.scale.metadata_pool,
+            };
+            let scale = rt.block_on(ScaleStorage::open(&options)).map_err(fail)?;
+            (NativeStorage::Scale(Box::new(scale)), None)
+        }
+        _ => {
+            let fs = FsStorage::open(&s.root)?;
+            (NativeStorage::Fs(fs.clone()), Some(fs))
+        }
+    };
+    let shared = gc_storage.is_none();
     let mirrors = s.mirror.build(&s.root).map_err(fail)?;
-    let gc_storage = storage.clone();
     let limits = server::Limits {
         body_timeout: Duration::from_secs(settings.body_timeout),
         trusted_proxies,
@@ -240,16 +291,14 @@ fn serve(s: Serve) -> std::io::Result<()> {
             .with_clock(Arc::new(SystemClock))
             .with_readiness(ops::readiness(accounts_parsed.clone())),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let root = s.root;
     rt.block_on(async move {
         if files.htpasswd.is_some() || files.grants.is_some() {
             tokio::spawn(files.watch_reporting(access, Duration::from_secs(2), accounts_parsed));
         }
-        // Upload data a crash left without a session, before serving.
-        match registry.recover().await {
+        // Upload data a crash left without a session, before serving (not on shared
+        // storage, where other instances' requests are under way: the sweep takes it).
+        match if shared { Ok(0) } else { registry.recover().await } {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed upload data left by a crash"),
             Err(e) => tracing::warn!(error = %e.cause(), "recovering upload data failed"),
@@ -307,7 +356,9 @@ fn serve(s: Serve) -> std::io::Result<()> {
                     }
                 }
             });
-            edge_registry::native::gc::spawn_periodic(gc_storage, every, gc_options, on_run);
+            if let Some(gc_storage) = gc_storage {
+                edge_registry::native::gc::spawn_periodic(gc_storage, every, gc_options, on_run);
+            }
         }
         // The first line on stdout names the address, for scripts and tests; the metrics
         // address follows in the same write.

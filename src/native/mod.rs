@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod notify;
 pub mod ops;
+pub mod scale;
 pub mod server;
 pub mod spool;
 

@@ -31,6 +31,22 @@ impl std::fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// How [`StorageError::unavailable`] marks its message.
+const UNAVAILABLE: &str = "unavailable: ";
+
+impl StorageError {
+    /// A service the backend depends on is down or unreachable (the scale-out store's
+    /// PostgreSQL or S3): the core answers 503, and the client may retry.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        StorageError(format!("{UNAVAILABLE}{cause}"))
+    }
+
+    /// Whether this is [`StorageError::unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        self.0.starts_with(UNAVAILABLE)
+    }
+}
+
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
         StorageError(e.to_string())

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 pub mod client;
 pub mod content;
+pub mod engines;
 pub mod image;
 pub mod ops;
 pub mod target;
