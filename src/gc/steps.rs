@@ -452,8 +452,6 @@ async fn unit<S: Storage + ?Sized>(
         Phase::List => {
             let page = m.list_blobs(run.cursor.as_deref(), PAGE).await?;
             for b in page.blobs {
-                run.listed += 1;
-                run.listed_bytes += b.size;
                 if b.modified.saturating_add(run.grace) > run.now {
                     run.young.insert(b.digest);
                 }
@@ -471,6 +469,8 @@ async fn unit<S: Storage + ?Sized>(
                 .await?;
             let mut lines = Vec::new();
             for b in &page.blobs {
+                run.listed += 1;
+                run.listed_bytes += b.size;
                 if run.live.contains(&b.digest)
                     || b.modified.saturating_add(run.grace) > run.now
                     || run.recover.contains(&b.digest)
