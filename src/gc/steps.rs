@@ -438,15 +438,15 @@ async fn unit<S: Storage + ?Sized>(
                     };
                     match m.get(&key).await? {
                         Some(raw) if guard::parse(&raw).0 == State::Deleting => {
-                            if !run.recover.contains(&digest) {
-                                run.recover.push(digest);
-                            }
+                            run.recover.push(digest);
                         }
                         Some(_) => m.delete(&key).await?,
                         None => {}
                     }
                 }
             }
+            run.recover.sort();
+            run.recover.dedup();
             run.phase = Phase::List;
         }
         Phase::List => {
