@@ -22,6 +22,8 @@ pub enum Route {
     Base,
     /// `/v2/_catalog`
     Catalog,
+    /// `/v2/_sizes`: each repository's size, for the web UI (not in the spec).
+    Sizes,
     /// `/v2/<name>/tags/list`
     Tags(Name),
     /// `/v2/<name>/manifests/<reference>`
@@ -49,6 +51,7 @@ pub enum Route {
 pub enum RouteKind {
     Base,
     Catalog,
+    Sizes,
     Tags,
     Manifest,
     Blob,
@@ -80,6 +83,7 @@ pub enum Needs {
 pub enum OpKind {
     Base,
     Catalog,
+    Sizes,
     ListTags,
     GetManifest,
     HeadManifest,
@@ -106,6 +110,7 @@ impl OpKind {
         match self {
             OpKind::Base => "base",
             OpKind::Catalog => "catalog",
+            OpKind::Sizes => "sizes",
             OpKind::ListTags => "tags.list",
             OpKind::GetManifest => "manifest.get",
             OpKind::HeadManifest => "manifest.head",
@@ -159,6 +164,7 @@ pub const OPERATIONS: &[Row] = {
         row(R::Base, Method::HEAD, O::Base, N::Base),
         row(R::Catalog, Method::GET, O::Catalog, N::Catalog),
         row(R::Catalog, Method::HEAD, O::Catalog, N::Catalog),
+        row(R::Sizes, Method::GET, O::Sizes, N::Catalog),
         row(R::Tags, Method::GET, O::ListTags, N::Pull),
         row(R::Tags, Method::HEAD, O::ListTags, N::Pull),
         row(R::Manifest, Method::GET, O::GetManifest, N::Pull),
@@ -195,6 +201,7 @@ pub const OPERATIONS: &[Row] = {
 pub enum Op {
     Base,
     Catalog,
+    Sizes,
     ListTags {
         name: Name,
     },
@@ -275,7 +282,13 @@ impl Resolved {
             | Op::PutUpload { name, .. }
             | Op::CancelUpload { name, .. }
             | Op::Referrers { name, .. } => Some(name),
-            Op::Base | Op::Catalog | Op::Token | Op::Health | Op::Ready | Op::Ui { .. } => None,
+            Op::Base
+            | Op::Catalog
+            | Op::Sizes
+            | Op::Token
+            | Op::Health
+            | Op::Ready
+            | Op::Ui { .. } => None,
         }
     }
 }
@@ -311,6 +324,7 @@ pub fn resolve(method: &Method, path: &str) -> Result<Resolved, Error> {
     let op = match (row.op, route) {
         (OpKind::Base, _) => Op::Base,
         (OpKind::Catalog, _) => Op::Catalog,
+        (OpKind::Sizes, _) => Op::Sizes,
         (OpKind::ListTags, Route::Tags(name)) => Op::ListTags { name },
         (OpKind::GetManifest | OpKind::HeadManifest, Route::Manifest(name, reference)) => {
             Op::GetManifest {
@@ -353,6 +367,7 @@ pub fn resolve(method: &Method, path: &str) -> Result<Resolved, Error> {
 enum Area {
     Base,
     Catalog,
+    Sizes,
     Repository,
     Token,
     Health,
@@ -368,6 +383,7 @@ fn router() -> &'static matchit::Router<Area> {
         r.insert("/v2/", Area::Base).expect("static route");
         r.insert("/v2/_catalog", Area::Catalog)
             .expect("static route");
+        r.insert("/v2/_sizes", Area::Sizes).expect("static route");
         r.insert("/v2/{*rest}", Area::Repository)
             .expect("static route");
         r.insert("/token", Area::Token).expect("static route");
@@ -391,6 +407,7 @@ impl Route {
         match self {
             Route::Base => RouteKind::Base,
             Route::Catalog => RouteKind::Catalog,
+            Route::Sizes => RouteKind::Sizes,
             Route::Tags(_) => RouteKind::Tags,
             Route::Manifest(..) => RouteKind::Manifest,
             Route::Blob(..) => RouteKind::Blob,
@@ -410,6 +427,7 @@ impl Route {
         match matched.value {
             Area::Base => Ok(Route::Base),
             Area::Catalog => Ok(Route::Catalog),
+            Area::Sizes => Ok(Route::Sizes),
             Area::Token => Ok(Route::Token),
             Area::Health => Ok(Route::Health),
             Area::Ready => Ok(Route::Ready),

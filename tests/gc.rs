@@ -456,7 +456,25 @@ async fn push_racing(c: &Client, name: &str, tag: &str, blobs: &[Bytes], manifes
     panic!("{name}:{tag} refused 50 times");
 }
 
-async fn race(delete_untagged: bool) {
+/// One collection: a one-shot one, or (`incremental`) the incremental collector's steps of a
+/// small budget until its run is done, each step a chance for the clients to go on.
+async fn collect_once(storage: &MemoryStorage, opts: &Options, incremental: bool) -> gc::Report {
+    if !incremental {
+        return collect(storage, opts).await.report;
+    }
+    loop {
+        let step = gc::steps::step(storage, opts, &SystemClock, 200, Some(0))
+            .await
+            .unwrap();
+        match step.status {
+            gc::steps::Status::Done(report) => return report,
+            gc::steps::Status::Working(_) => tokio::task::yield_now().await,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+async fn race(delete_untagged: bool, incremental: bool) {
     const CLIENTS: usize = 8;
     const COLLECTIONS: usize = 200;
     let storage = MemoryStorage::new();
@@ -493,6 +511,11 @@ async fn race(delete_untagged: bool) {
                 let mut blobs = vec![config];
                 blobs.extend(layers);
                 refused += push_racing(&c, &name, &tag, &blobs, &manifest).await;
+                if incremental {
+                    // Paced: an incremental collection takes many steps, and clients pushing
+                    // flat out would outgrow it.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
                 mine.insert(tag, (manifest, blobs));
                 // Keep the last two; the one before goes, by digest (so the store stays small
                 // and every collection has garbage to find).
@@ -515,12 +538,20 @@ async fn race(delete_untagged: bool) {
         ..Options::default()
     };
     let mut removed = 0;
-    for k in 0..COLLECTIONS {
-        let out = collect(&storage, &opts).await;
-        if std::env::var("GC_DEBUG").is_ok() {
-            eprintln!("{k}: {}", out.report.summary());
+    // The incremental collector runs back to back for a while, however many runs that is.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut collections = 0;
+    for k in 0.. {
+        if (incremental && std::time::Instant::now() > until) || (!incremental && k == COLLECTIONS)
+        {
+            break;
         }
-        removed += out.report.blobs_removed;
+        collections += 1;
+        let report = collect_once(&storage, &opts, incremental).await;
+        if std::env::var("GC_DEBUG").is_ok() {
+            eprintln!("{k}: {}", report.summary());
+        }
+        removed += report.blobs_removed;
         tokio::task::yield_now().await;
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -536,20 +567,32 @@ async fn race(delete_untagged: bool) {
         }
     }
     // One more collection after the clients stopped, and everything tagged still pulls.
-    removed += collect(&storage, &opts).await.report.blobs_removed;
+    removed += collect_once(&storage, &opts, incremental)
+        .await
+        .blobs_removed;
     no_problems(&storage).await;
     assert!(removed > 0, "the collector removed nothing");
-    println!("{COLLECTIONS} collections, {removed} blobs removed, {tagged} tags checked, {refused} pushes refused and retried");
+    println!("{collections} collections (incremental: {incremental}), {removed} blobs removed, {tagged} tags checked, {refused} pushes refused and retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_racing_the_collector_never_lose_a_blob() {
-    race(false).await;
+    race(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_racing_the_incremental_collector_never_lose_a_blob() {
+    race(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_racing_the_incremental_collector_deleting_untagged_never_lose_a_blob() {
+    race(true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_racing_the_collector_deleting_untagged_never_lose_a_blob() {
-    race(true).await;
+    race(true, false).await;
 }
 
 #[test]

@@ -351,6 +351,26 @@ async fn push_fixtures(server: &Server) -> Value {
         )
         .await;
 
+    // Every blob the webapp repository holds, once: what its size must add up to.
+    let mut stored: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut keep = |d: &Value| {
+        stored.insert(
+            d["digest"].as_str().unwrap().to_string(),
+            d["size"].as_u64().unwrap(),
+        );
+    };
+    for (_, _, desc, config, layers) in &webapp_images {
+        keep(desc);
+        keep(config);
+        layers.iter().for_each(&mut keep);
+    }
+    keep(&sbom_ref);
+    keep(&sig_ref);
+    keep(&descriptor(OCI_EMPTY, b"{}"));
+    keep(&descriptor(SBOM_TYPE, &sbom));
+    keep(&descriptor(SIGNATURE_TYPE, &signature));
+    let webapp_stored: u64 = stored.values().sum();
+
     json!({
         "native": server.is_native(),
         "webapp": {
@@ -365,6 +385,7 @@ async fn push_fixtures(server: &Server) -> Value {
             "config": config,
             "layers": layers,
             "referrers": [sbom_ref, sig_ref],
+            "stored": webapp_stored,
             "others": webapp_images.iter().map(|(v, _, d, c, l)| json!({
                 "version": v, "digest": d["digest"], "size": total(c, l),
             })).collect::<Vec<_>>(),

@@ -103,12 +103,12 @@ export async function downloadBlob(name, digest) {
   setTimeout(() => URL.revokeObjectURL(href), 60_000);
 }
 
-async function request(url, { signal, accept, cache = 'no-cache' } = {}) {
+async function request(url, { signal, accept, cache = 'no-cache', method = 'GET' } = {}) {
   const headers = authHeaders();
   if (accept) headers.Accept = accept;
   let res;
   try {
-    res = await fetch(url, { headers, signal, cache, credentials: 'same-origin' });
+    res = await fetch(url, { method, headers, signal, cache, credentials: 'same-origin' });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new RegistryError(0, 'NETWORK', `could not reach the registry: ${e.message}`, undefined, url);
@@ -238,4 +238,18 @@ export async function referrers(name, digest, signal) {
     url = nextLink(res);
   }
   return all;
+}
+
+/**
+ * Each repository's size and the registry's total (`GET /v2/_sizes`, this registry's own
+ * endpoint): `{ repositories: [{ name, manifests, unique, shared, delete }], total, blobs, partial }`.
+ */
+export async function sizes(signal) {
+  const res = await request(v2('_sizes'), { signal });
+  return res.json();
+}
+
+/** Deletes a tag (the manifest stays) or, by digest, a manifest and every tag on it. */
+export async function deleteManifest(name, reference) {
+  await request(v2(`${namePath(name)}/manifests/${seg(reference)}`), { method: 'DELETE' });
 }

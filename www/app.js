@@ -282,6 +282,47 @@ function table(cls, headers, rows) {
   );
 }
 
+// ---- sizes (GET /v2/_sizes) and deleting ----------------------------------------------------
+
+let sizesCache = null;
+
+/**
+ * The registry's sizes and the delete rights (`api.sizes`), fetched once and shared by the
+ * views until something is deleted; null when the registry does not say.
+ */
+function loadSizes() {
+  if (!sizesCache) sizesCache = api.sizes().catch(() => null);
+  return sizesCache;
+}
+
+async function repoSizes(name) {
+  const all = await loadSizes();
+  return (all && all.repositories.find((r) => r.name === name)) || null;
+}
+
+/** `12.3 MB (10.1 MB unique, 2.2 MB shared)`, with the exact figures as data attributes. */
+function repoSizeEl(r) {
+  return h(
+    'span',
+    { class: 'repo-size', dataset: { unique: String(r.unique), shared: String(r.shared) } },
+    sizeEl(r.unique + r.shared),
+    h('span', { class: 'muted small' }, ` (${humanSize(r.unique)} unique, ${humanSize(r.shared)} shared)`),
+  );
+}
+
+/** Asks, then deletes `reference` (a tag, or a manifest by digest); true when it went. */
+async function confirmDelete(name, reference, question, errorSlot) {
+  if (!window.confirm(question)) return false;
+  try {
+    await api.deleteManifest(name, reference);
+  } catch (e) {
+    put(errorSlot, inlineError(e));
+    return false;
+  }
+  sizesCache = null;
+  return true;
+}
+
 // ---- #/ : repositories ------------------------------------------------------------------------
 
 /** A badge for a repository cached from a mirror's upstream (its prefix is a mirror's). */
@@ -309,7 +350,8 @@ async function reposView(route, signal) {
   const footer = h('div', { class: 'list-footer' });
   const toolbar = h('div', { class: 'toolbar' }, h('label', { class: 'search' }, icon('search'), input), count);
   const body = h('div', { class: 'card card-flush' }, toolbar, list, footer);
-  put(app, h('div', { class: 'page-head' }, h('h1', {}, 'Repositories')), body);
+  const totalEl = h('p', { class: 'subtitle', id: 'registry-total', hidden: true });
+  put(app, h('div', { class: 'page-head' }, h('h1', {}, 'Repositories'), totalEl), body);
 
   input.addEventListener('input', () => {
     const q = input.value.trim();
@@ -338,6 +380,7 @@ async function reposView(route, signal) {
             icon('repo', 'icon repo-icon'),
             h('span', { class: 'repo-name' }, slash >= 0 && h('span', { class: 'ns' }, name.slice(0, slash + 1)), name.slice(slash + 1)),
             mirrorBadge(state.mirrors, name),
+            state.sizes && state.sizes.has(name) && repoSizeEl(state.sizes.get(name)),
             icon('chevron', 'icon chevron'),
           ),
         );
@@ -391,6 +434,13 @@ async function reposView(route, signal) {
   }
 
   await load(CATALOG_AUTO_LIMIT);
+  const sizes = await loadSizes();
+  if (sizes && !signal.aborted) {
+    state.sizes = new Map(sizes.repositories.map((r) => [r.name, r]));
+    put(totalEl, 'Total stored: ', h('span', { id: 'total-stored' }, sizeEl(sizes.total)), ` in ${plural(sizes.blobs, 'blob')}`, sizes.partial ? ' (so far)' : '');
+    totalEl.hidden = false;
+    draw();
+  }
 }
 
 function emptyState() {
@@ -441,6 +491,7 @@ async function tagsView(route, signal) {
   const start = last ? remembered && remembered.start : 0;
 
   const tbody = h('tbody');
+  const sizesAsked = repoSizes(name);
   const pager = h('div', { class: 'pager' });
   const content = h('div', { class: 'card card-flush' }, h('div', { class: 'loading pad' }, 'Loading tags…'));
   put(app,
@@ -454,13 +505,16 @@ async function tagsView(route, signal) {
   );
 
   const { tags, next } = await api.tagsPage(name, TAGS_PER_PAGE, last, signal);
+  const sizes = await sizesAsked;
+  const canDelete = !!(sizes && sizes.delete);
+  if (sizes) app.querySelector('.page-head').append(h('p', { class: 'subtitle', id: 'repo-size' }, 'Stored: ', repoSizeEl(sizes)));
   if (tags.length === 0) {
     const none = last ? 'No more tags.' : 'This repository has no tags. Its manifests can still be pulled by digest.';
     put(content, h('div', { class: 'empty-inline' }, none));
     if (last) content.append(pagerEl());
     return;
   }
-  const headers = ['Tag', 'Type', 'Platforms', 'Size', 'Created'];
+  const headers = ['Tag', 'Type', 'Platforms', 'Size', 'Created', ...(canDelete ? [''] : [])];
   put(content,
     h('div', { class: 'table-wrap' }, h('table', { class: 'tags', id: 'tags' }, thead(headers), tbody)),
     pagerEl(),
@@ -513,6 +567,15 @@ async function tagsView(route, signal) {
       cells.size,
       cells.created,
     );
+    if (canDelete) {
+      const slot = h('div');
+      const question = `Delete the tag “${tag}” from ${name}?\n\nThe manifest stays, and can still be pulled by digest.`;
+      const button = h('button', { type: 'button', class: 'btn btn-danger delete-tag', title: `Delete the tag ${tag}` }, 'Delete');
+      button.addEventListener('click', async () => {
+        if (await confirmDelete(name, tag, question, slot)) tr.remove();
+      });
+      tr.append(h('td', { class: 'actions' }, button, slot));
+    }
     tbody.append(tr);
     return { tag, tr, cells };
   });
@@ -579,9 +642,22 @@ async function manifestView(route, signal) {
   const loading = h('div', { class: 'card loading pad' }, 'Loading manifest…');
   put(app, head, pull, loading);
 
+  const sizesAsked = repoSizes(name);
   const m = await api.manifest(name, ref, signal);
   const d = describe(m.manifest, m.mediaType);
   title.append(kindBadge(d));
+  const sizes = await sizesAsked;
+  if (sizes && sizes.delete && m.digest) {
+    const slot = h('div');
+    const question =
+      `Delete the manifest ${m.digest} from ${name}?\n\nEvery tag that points at it goes too. ` +
+      'Its blobs are removed by the next garbage collection, unless another manifest uses them.';
+    const button = h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-manifest' }, 'Delete manifest');
+    button.addEventListener('click', async () => {
+      if (await confirmDelete(name, m.digest, question, slot)) location.hash = repoHref(name);
+    });
+    head.append(h('div', { class: 'head-actions' }, button, slot));
+  }
   if (!byDigest && m.digest) pull.append(commandLine(`docker pull ${HOST}/${name}@${m.digest}`, 'pull-digest'));
   if (d.kind === 'artifact') {
     const plain = location.protocol === 'http:' ? '--plain-http ' : '';
@@ -832,6 +908,8 @@ function referrerKind(t = '') {
 
 /** The top bar's account corner: who is signed in, or a way to sign in when the registry asks. */
 async function drawAccount() {
+  // Who is signed in decides what the sizes list and whether deleting is offered.
+  sizesCache = null;
   const user = api.signedInAs();
   if (user) {
     put(

@@ -82,7 +82,9 @@
 pub mod check;
 pub mod guard;
 pub mod mark;
+pub mod metered;
 pub mod retention;
+pub mod steps;
 
 use std::collections::{HashMap, HashSet};
 
@@ -126,7 +128,7 @@ impl Default for Options {
 }
 
 /// What a run did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Report {
     pub dry_run: bool,
     pub blobs_removed: u64,

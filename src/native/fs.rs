@@ -302,6 +302,21 @@ impl Storage for FsStorage {
         .await
     }
 
+    async fn put_new(&self, key: &str, value: Bytes) -> StorageResult<bool> {
+        // Under the same locks as `put_if`: the check and the write are one step.
+        let _held = self.conditional.lock(key).await;
+        let (dest, tmp, lock) = (self.meta_path(key), self.temp_path(), self.stripe_path(key));
+        blocking(move || {
+            let _lock = FileLock::take(&lock)?;
+            if not_found_is_none(fs::read(&dest))?.is_some() {
+                return Ok(false);
+            }
+            write_atomic(tmp, &dest, &value)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> StorageResult<()> {
         let path = self.meta_path(key);
         blocking(move || not_found_is_none(fs::remove_file(path)).map(|_| ())).await

@@ -13,6 +13,7 @@ pub(crate) mod listing;
 mod manifests;
 mod referrers;
 pub mod response;
+mod sizes;
 mod token;
 mod uploads;
 
@@ -283,6 +284,7 @@ impl<S: Storage> Registry<S> {
         match r.op {
             Op::Base => json(StatusCode::OK, "application/json", &serde_json::json!({})),
             Op::Catalog => self.catalog(cx).await,
+            Op::Sizes => self.sizes(cx).await,
             Op::ListTags { name } => self.tags(cx, &name).await,
             Op::GetManifest {
                 name,

@@ -115,6 +115,16 @@ impl Storage for MemoryStorage {
         Ok(true)
     }
 
+    async fn put_new(&self, key: &str, value: Bytes) -> StorageResult<bool> {
+        let mut inner = self.lock();
+        if inner.objects.contains_key(key) {
+            return Ok(false);
+        }
+        inner.objects.insert(key.to_string(), value);
+        *inner.versions.entry(key.to_string()).or_default() += 1;
+        Ok(true)
+    }
+
     async fn delete(&self, key: &str) -> StorageResult<()> {
         let mut inner = self.lock();
         inner.objects.remove(key);

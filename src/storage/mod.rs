@@ -68,6 +68,9 @@ pub trait Storage: MaybeSendSync + 'static {
     /// Writes a small object only if it is still at `version` (as [`Storage::get_versioned`]
     /// gave it). `Ok(false)`, and nothing written, when another writer got there first.
     async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool>;
+    /// Writes a small object only if there is none under `key` (create-only, as atomic as
+    /// [`Storage::put_if`]). `Ok(false)`, and nothing written, when one is there.
+    async fn put_new(&self, key: &str, value: Bytes) -> StorageResult<bool>;
     /// Removes a small object; removing one that is not there is not an error.
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// The names of the small objects directly under `dir` (keys `dir/<name>`, not

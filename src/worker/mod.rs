@@ -2,6 +2,7 @@
 //! between workers-rs and the core, and supplies the R2 + KV storage; the registry logic is all
 //! in the core.
 
+mod gc;
 mod mirror;
 mod ops;
 mod r2;
@@ -232,9 +233,7 @@ fn registry(env: &Env) -> Result<Registry<R2Storage>, String> {
         .with_access(access)
         .with_clock(Arc::new(DateClock))
         .with_chunk_min_length(r2::PART_SIZE as u64)
-        .with_readiness(ops::readiness())
-        // No collector runs on R2 yet (issue #12's cron side): skip its protocol's reads.
-        .without_collector())
+        .with_readiness(ops::readiness()))
 }
 
 /// The R2 bucket, with the KV namespace caching listings for CATALOG_CACHE_TTL.
@@ -340,17 +339,25 @@ pub async fn queue(
     ops::consume(batch, &env).await
 }
 
-/// The cron trigger (wrangler.toml `[triggers]`): expires stale upload sessions.
+/// The cron that expires stale upload sessions (hourly); every cron runs a step of the
+/// garbage collector.
+const UPLOADS_CRON: &str = "17 * * * *";
+
+/// The cron triggers (wrangler.toml `[triggers]`): expire stale upload sessions, and collect.
 #[event(scheduled)]
-pub async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+pub async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
     console_error_panic_hook::set_once();
-    match registry(&env) {
-        Ok(r) => match r.expire_uploads().await {
+    let r = match registry(&env) {
+        Ok(r) => r,
+        Err(e) => return worker::console_error!("{e}"),
+    };
+    if event.cron() == UPLOADS_CRON {
+        match r.expire_uploads().await {
             Ok((open, _events)) => worker::console_log!("upload sessions still open: {open}"),
             Err(e) => worker::console_error!("expiring upload sessions failed: {}", e.cause()),
-        },
-        Err(e) => worker::console_error!("{e}"),
+        }
     }
+    gc::step(&env, r.storage(), r.settings()).await;
 }
 
 #[cfg(test)]

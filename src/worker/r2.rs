@@ -294,6 +294,18 @@ impl Storage for R2Storage {
         Ok(put.execute().await.map_err(err)?.is_some())
     }
 
+    async fn put_new(&self, key: &str, value: Bytes) -> StorageResult<bool> {
+        // `etagDoesNotMatch: *`: R2 writes only when no object is there, in one step.
+        let put = self
+            .bucket
+            .put(meta_key(key), value.to_vec())
+            .only_if(Conditional {
+                etag_does_not_match: Some("*".to_string()),
+                ..Default::default()
+            });
+        Ok(put.execute().await.map_err(err)?.is_some())
+    }
+
     async fn delete(&self, key: &str) -> StorageResult<()> {
         self.bucket.delete(meta_key(key)).await.map_err(err)
     }

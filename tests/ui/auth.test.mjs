@@ -104,6 +104,8 @@ if (F.mode === 'anonymous-pull') {
     await page.locator(`.repo-list a:has-text("${F.repo}")`).waitFor();
     await page.goto(`${URL_}/#/repo/${F.repo}/manifest/v1`);
     await page.locator('.digest-link').first().waitFor();
+    await page.waitForFunction(() => document.getElementById('app').getAttribute('aria-busy') === 'false');
+    assert.equal(await page.locator('#delete-manifest').count(), 0, 'no delete for an anonymous visitor');
 
     await page.locator('#sign-in-link').click();
     await page.locator('#sign-in').waitFor();
@@ -111,6 +113,9 @@ if (F.mode === 'anonymous-pull') {
     await page.locator('.account-user').waitFor();
     assert.equal(await text(page.locator('.account-user')), F.user);
     await page.locator(`.repo-list a:has-text("${F.repo}")`).waitFor();
+    // Signed in with delete rights, the manifest can be deleted.
+    await page.goto(`${URL_}/#/repo/${F.repo}/manifest/v1`);
+    await page.locator('#delete-manifest').waitFor();
     await page.context().close();
   });
 }
@@ -127,6 +132,12 @@ if (F.mode === 'read-only') {
     assert.equal(await page.locator('#sign-in').count(), 0);
     assert.equal(await page.locator('.error').count(), 0);
     assert.equal(await page.locator('#sign-in-link').count(), 0);
+    if (F.repo) {
+      await page.goto(`${URL_}/#/repo/${F.repo}/manifest/v1`);
+      await page.locator('.digest-link').first().waitFor();
+      await page.waitForFunction(() => document.getElementById('app').getAttribute('aria-busy') === 'false');
+      assert.equal(await page.locator('#delete-manifest').count(), 0, 'nothing is deleted in read-only');
+    }
     await page.context().close();
   });
 }

@@ -142,7 +142,7 @@ test('repository list shows both images, and the filter narrows it', async () =>
   const cli = page.locator(`#repo-list li[data-repo="${F.cli.name}"]`);
   await webapp.waitFor();
   await cli.waitFor();
-  assert.equal(await text(webapp), F.webapp.name);
+  assert.equal(await text(webapp.locator('.repo-name')), F.webapp.name);
   assert.equal(await webapp.locator('a').getAttribute('href'), `#/repo/${F.webapp.name}`);
   if (F.native) assert.equal(await text(page.locator('#repo-count')), '2 repositories');
   assert.equal(await text(page.locator('#host')), HOST);
@@ -363,6 +363,69 @@ test('registry errors show their code and message', async () => {
   await page.goto(`${URL_}/#/repo/${F.webapp.name}/manifest/no-such-tag`);
   await page.locator('.error').waitFor();
   assert.equal(await text(page.locator('.error-code')), 'MANIFEST_UNKNOWN');
+  await page.close();
+});
+
+test('the repository list shows each repository’s unique and shared bytes and the total', async () => {
+  const sizes = await (await fetch(`${URL_}/v2/_sizes`)).json();
+  const page = await newPage();
+  await page.goto(`${URL_}/#/`);
+  await page.locator('#registry-total').waitFor();
+  await settled(page);
+  assert.equal(await page.locator('#total-stored .size').getAttribute('data-bytes'), String(sizes.total));
+  for (const name of [F.webapp.name, F.cli.name]) {
+    const r = sizes.repositories.find((x) => x.name === name);
+    const el = page.locator(`#repo-list li[data-repo="${name}"] .repo-size`);
+    assert.equal(await el.getAttribute('data-unique'), String(r.unique));
+    assert.equal(await el.getAttribute('data-shared'), String(r.shared));
+    assert.equal(await el.locator('.size').getAttribute('data-bytes'), String(r.unique + r.shared));
+  }
+  // The webapp's three images share their base layer: it is stored, and counted, once.
+  const w = sizes.repositories.find((x) => x.name === F.webapp.name);
+  assert.equal(w.unique + w.shared, F.webapp.stored);
+  await page.goto(`${URL_}/#/repo/${F.webapp.name}`);
+  await page.locator('#repo-size .repo-size').waitFor();
+  assert.equal(await page.locator('#repo-size .repo-size').getAttribute('data-unique'), String(w.unique));
+  await page.close();
+});
+
+test('with delete rights, a tag and a manifest are deleted after a confirmation', async () => {
+  const accept = { Accept: MANIFEST_TYPES.join(', ') };
+  const status = async (ref) => (await fetch(`${URL_}/v2/${F.webapp.name}/manifests/${ref}`, { method: 'HEAD', headers: accept })).status;
+  const rc = F.webapp.others.find((o) => o.version === '2.0.0-rc1');
+  const page = await newPage();
+  await page.goto(`${URL_}/#/repo/${F.webapp.name}`);
+  const row = page.locator('#tags tr[data-tag="2.0.0-rc1"]');
+  await row.locator('.size').waitFor();
+  await settled(page);
+  // Dismissed: nothing is deleted.
+  page.once('dialog', (d) => d.dismiss());
+  await row.locator('button.delete-tag').click();
+  assert.equal(await status('2.0.0-rc1'), 200);
+  assert.equal(await row.count(), 1);
+  let asked = '';
+  page.once('dialog', (d) => {
+    asked = d.message();
+    d.accept();
+  });
+  await row.locator('button.delete-tag').click();
+  await row.waitFor({ state: 'detached' });
+  assert.match(asked, /^Delete the tag “2\.0\.0-rc1” from /);
+  assert.equal(await status('2.0.0-rc1'), 404);
+  assert.equal(await status(rc.digest), 200, 'the manifest stays');
+
+  // The manifest view deletes the manifest (and any tag on it).
+  await page.goto(`${URL_}/#/repo/${F.webapp.name}/manifest/${rc.digest}`);
+  await page.locator('#delete-manifest').waitFor();
+  await settled(page);
+  page.once('dialog', (d) => {
+    asked = d.message();
+    d.accept();
+  });
+  await page.click('#delete-manifest');
+  await page.waitForFunction((h) => location.hash === h, `#/repo/${F.webapp.name}`);
+  assert.match(asked, new RegExp(`^Delete the manifest ${rc.digest} from `));
+  assert.equal(await status(rc.digest), 404);
   await page.close();
 });
 

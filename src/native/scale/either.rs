@@ -40,6 +40,9 @@ impl Storage for NativeStorage {
     async fn put_if(&self, key: &str, value: Bytes, version: &str) -> StorageResult<bool> {
         both!(self, s => s.put_if(key, value, version).await)
     }
+    async fn put_new(&self, key: &str, value: Bytes) -> StorageResult<bool> {
+        both!(self, s => s.put_new(key, value).await)
+    }
     async fn delete(&self, key: &str) -> StorageResult<()> {
         both!(self, s => s.delete(key).await)
     }

@@ -365,6 +365,18 @@ impl Storage for ScaleStorage {
         Ok(n == 1)
     }
 
+    async fn put_new(&self, key: &str, value: Bytes) -> StorageResult<bool> {
+        let c = self.db.client().await?;
+        let st = bounded(c.prepare_cached(
+            "INSERT INTO er_objects (key, dir, value, version) \
+             VALUES ($1, $2, $3, nextval('er_versions')) ON CONFLICT (key) DO NOTHING",
+        ))
+        .await?;
+        self.db.count();
+        let n = bounded(c.execute(&st, &[&key, &dir_of(key), &value.as_ref()])).await?;
+        Ok(n == 1)
+    }
+
     async fn delete(&self, key: &str) -> StorageResult<()> {
         let c = self.db.client().await?;
         let st = bounded(c.prepare_cached("DELETE FROM er_objects WHERE key = $1")).await?;

@@ -87,6 +87,30 @@ pub(super) async fn conditional_writes<S: Storage + Inspect + ?Sized>(cx: &Cx<'_
         "put_if wrote a deleted key"
     );
     ensure!(s.get(&key).await?.is_none(), "a refused put_if wrote");
+    // Create-only: the first writer creates, the second is refused, and a version follows.
+    ensure!(
+        s.put_new(&key, Bytes::from_static(b"new")).await?,
+        "put_new of an absent key was refused"
+    );
+    ensure!(
+        !s.put_new(&key, Bytes::from_static(b"again")).await?,
+        "put_new overwrote an object"
+    );
+    let (value, v3) = s
+        .get_versioned(&key)
+        .await?
+        .ok_or(Fail("no version after put_new".into()))?;
+    ensure!(value.as_ref() == b"new", "after put_new: {value:?}");
+    ensure!(
+        s.put_if(&key, Bytes::from_static(b"six"), &v3).await?,
+        "put_if after put_new was refused"
+    );
+    s.delete(&key).await?;
+    ensure!(
+        s.put_new(&key, Bytes::from_static(b"back")).await?,
+        "put_new of a deleted key was refused"
+    );
+    s.delete(&key).await?;
     Ok(String::new())
 }
 
