@@ -458,11 +458,22 @@ async fn push_racing(c: &Client, name: &str, tag: &str, blobs: &[Bytes], manifes
 
 /// One collection: a one-shot one, or (`incremental`) the incremental collector's steps of a
 /// small budget until its run is done, each step a chance for the clients to go on.
-async fn collect_once(storage: &MemoryStorage, opts: &Options, incremental: bool) -> gc::Report {
+/// Past `until`, `done` tells the clients to stop, so that a run they keep outgrowing (on a
+/// busy machine) still finishes.
+async fn collect_once(
+    storage: &MemoryStorage,
+    opts: &Options,
+    incremental: bool,
+    until: std::time::Instant,
+    done: &std::sync::atomic::AtomicBool,
+) -> gc::Report {
     if !incremental {
         return collect(storage, opts).await.report;
     }
     loop {
+        if std::time::Instant::now() > until {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let step = gc::steps::step(storage, opts, &SystemClock, 200, Some(0))
             .await
             .unwrap();
@@ -547,7 +558,7 @@ async fn race(delete_untagged: bool, incremental: bool) {
             break;
         }
         collections += 1;
-        let report = collect_once(&storage, &opts, incremental).await;
+        let report = collect_once(&storage, &opts, incremental, until, &done).await;
         if std::env::var("GC_DEBUG").is_ok() {
             eprintln!("{k}: {}", report.summary());
         }
@@ -567,7 +578,7 @@ async fn race(delete_untagged: bool, incremental: bool) {
         }
     }
     // One more collection after the clients stopped, and everything tagged still pulls.
-    removed += collect_once(&storage, &opts, incremental)
+    removed += collect_once(&storage, &opts, incremental, until, &done)
         .await
         .blobs_removed;
     no_problems(&storage).await;
