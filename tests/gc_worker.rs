@@ -102,6 +102,13 @@ async fn push_api_content(c: &Client) -> Vec<(String, String)> {
         c.push_blob(&name, layer.clone()).await;
         let m = to_bytes(&image_of(config.as_bytes(), &[shared, layer.as_bytes()]));
         c.push_manifest(&name, &format!("t{i}"), &m).await;
+        if i < 2 {
+            // A signature of t0 (kept) and of t1 (deleted): the one of the deleted image goes.
+            let sig = signature(&m, i);
+            c.push_blob(&name, b"{}".to_vec()).await;
+            c.push_blob(&name, format!("sig {i}")).await;
+            c.push_manifest(&name, &sha256(&sig), &sig).await;
+        }
         if i % 3 == 1 {
             deleted.push((name, sha256(&m)));
         }
@@ -112,6 +119,16 @@ async fn push_api_content(c: &Client) -> Vec<(String, String)> {
     )
     .await;
     deleted
+}
+
+/// A signature (an artifact manifest whose subject is `subject`), the `i`th.
+fn signature(subject: &Bytes, i: usize) -> Bytes {
+    let mut m = image_of(b"{}", &[format!("sig {i}").as_bytes()]);
+    m["artifactType"] = "application/vnd.example.signature".into();
+    m["subject"] = serde_json::json!({
+        "mediaType": OCI_MANIFEST, "digest": sha256(subject), "size": subject.len(),
+    });
+    to_bytes(&m)
 }
 
 async fn delete(c: &Client, name: &str, digest: &str) {
@@ -297,6 +314,17 @@ fn an_incremental_collection_removes_what_a_one_shot_one_does_and_the_rest_pulls
                 .send()
                 .await;
             assert_eq!(r.status, StatusCode::OK, "t{i}");
+        }
+        // The kept image's signature stays; the deleted one's went with it.
+        for (i, want) in [(0, StatusCode::OK), (1, StatusCode::NOT_FOUND)] {
+            let name = format!("gcw/many{i}");
+            let config = format!("config {i}");
+            let layer = format!("layer {i}");
+            let shared: &[u8] = b"a layer every image shares";
+            let m = to_bytes(&image_of(config.as_bytes(), &[shared, layer.as_bytes()]));
+            let sig = sha256(&signature(&m, i));
+            let r = c.get(&format!("/v2/{name}/manifests/{sig}")).send().await;
+            assert_eq!(r.status, want, "the signature of t{i}");
         }
     });
 }
