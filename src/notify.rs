@@ -13,8 +13,9 @@
 use http::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::event::Event;
-use crate::names::Name;
+use crate::names::{Name, Tag};
 
 /// The envelope's media type (the reference registry 2.x's).
 pub const MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -158,18 +159,16 @@ pub fn notices(
     ignore: &[String],
     mut new_id: impl FnMut() -> String,
 ) -> Vec<Notice> {
+    let timestamp = rfc3339(cx.now_ms);
     events
         .iter()
         .filter_map(|e| {
-            let action = action(e)?;
-            if ignore.iter().any(|i| i == action) {
-                return None;
-            }
+            let action = noticed(e, ignore)?;
             Some(Notice {
                 id: new_id(),
-                timestamp: rfc3339(cx.now_ms),
+                timestamp: timestamp.clone(),
                 action: action.to_string(),
-                target: target(e, &cx.base),
+                target: target_ref(e, &cx.base).to_target(),
                 request: cx.request.clone(),
                 actor: ActorRecord {
                     name: cx.actor.clone().unwrap_or_default(),
@@ -180,53 +179,267 @@ pub fn notices(
         .collect()
 }
 
-fn blob_target(base: &str, repo: &Name, digest: &impl ToString, size: u64) -> Target {
-    let digest = digest.to_string();
-    Target {
-        media_type: BLOB_MEDIA_TYPE.into(),
-        size,
-        length: size,
-        repository: repo.to_string(),
-        url: format!("{base}/v2/{repo}/blobs/{digest}"),
-        digest,
-        ..Target::default()
+/// The same notices as [`notices`], written straight into `out` as compact JSON, one a line,
+/// without building them first (what the native server spools): what every event of the
+/// request shares (`request`, `actor`, `source`, the timestamp) is written once, and no field
+/// is copied into a string of its own. Returns how many it wrote.
+pub fn write_lines<I: AsRef<str>>(
+    events: &[Event],
+    cx: &Context,
+    ignore: &[String],
+    mut new_id: impl FnMut() -> I,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let mut shared: Option<Vec<u8>> = None;
+    let mut stamp = [0u8; 24];
+    let mut written = 0;
+    for e in events {
+        let Some(action) = noticed(e, ignore) else {
+            continue;
+        };
+        let shared = shared.get_or_insert_with(|| {
+            // `,"request":{…},"actor":{…},"source":{…}}`: `Notice`'s fields, in its order, empty
+            // ones left out as its derived form does.
+            let r = &cx.request;
+            let mut tail = Vec::with_capacity(256);
+            tail.extend_from_slice(b",\"request\":");
+            JsonObject::new(&mut tail)
+                .field("id", &r.id)
+                .optional("addr", &r.addr)
+                .optional("host", &r.host)
+                .field("method", &r.method)
+                .field("useragent", &r.useragent)
+                .end();
+            tail.extend_from_slice(b",\"actor\":");
+            JsonObject::new(&mut tail)
+                .optional("name", cx.actor.as_deref().unwrap_or_default())
+                .end();
+            tail.extend_from_slice(b",\"source\":");
+            JsonObject::new(&mut tail)
+                .optional("addr", &cx.source.addr)
+                .optional("instanceID", &cx.source.instance_id)
+                .end();
+            tail.push(b'}');
+            write_rfc3339(cx.now_ms, &mut stamp);
+            tail
+        });
+        let id = new_id();
+        out.extend_from_slice(b"{\"id\":");
+        json_str(out, id.as_ref());
+        out.extend_from_slice(b",\"timestamp\":\"");
+        out.extend_from_slice(&stamp);
+        out.extend_from_slice(b"\",\"action\":\"");
+        out.extend_from_slice(action.as_bytes());
+        out.extend_from_slice(b"\",\"target\":");
+        target_ref(e, &cx.base).write_json(out);
+        out.extend_from_slice(shared);
+        // Compact JSON never holds a raw newline.
+        out.push(b'\n');
+        written += 1;
+    }
+    written
+}
+
+/// `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        // Printable ASCII but `"` and `\`: JSON takes it as it is (what nearly every field
+        // holds: names, tags, digests, ids, hosts, media types).
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
-fn manifest_target(
-    base: &str,
-    repo: &Name,
-    digest: &impl ToString,
-    media_type: &str,
+/// `s` escaped as in a JSON string, without the quotes.
+fn json_contents(out: &mut Vec<u8>, s: &str) {
+    let start = out.len();
+    json_str(out, s);
+    out.pop();
+    out.remove(start);
+}
+
+/// A JSON object written field by field.
+struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonObject { out, first: true }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn field(mut self, k: &str, v: &str) -> Self {
+        self.key(k);
+        json_str(self.out, v);
+        self
+    }
+
+    /// A field left out when empty.
+    fn optional(self, k: &str, v: &str) -> Self {
+        if v.is_empty() {
+            self
+        } else {
+            self.field(k, v)
+        }
+    }
+
+    fn number(mut self, k: &str, n: u64) -> Self {
+        self.key(k);
+        self.out.extend_from_slice(Digits([0; 20]).format(n));
+        self
+    }
+
+    /// A field whose value the caller writes.
+    fn with(mut self, k: &str, write: impl FnOnce(&mut Vec<u8>)) -> Self {
+        self.key(k);
+        write(self.out);
+        self
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// The action `e` is notified as, unless it has none or it is in `ignore`.
+fn noticed(e: &Event, ignore: &[String]) -> Option<&'static str> {
+    let action = action(e)?;
+    (!ignore.iter().any(|i| i == action)).then_some(action)
+}
+
+/// An event's target, borrowed from the event: the one mapping from events to targets, either
+/// serialised as it is ([`write_lines`]) or made into a [`Target`].
+#[derive(Default)]
+struct TargetRef<'a> {
+    media_type: &'a str,
     size: u64,
-    tag: Option<&impl ToString>,
-) -> Target {
-    let digest = digest.to_string();
-    Target {
-        media_type: media_type.into(),
-        size,
-        length: size,
-        repository: repo.to_string(),
-        url: format!("{base}/v2/{repo}/manifests/{digest}"),
-        digest,
-        tag: tag.map(ToString::to_string).unwrap_or_default(),
-        ..Target::default()
+    digest: Option<&'a Digest>,
+    repository: &'a str,
+    from_repository: &'a str,
+    /// The base URL and the path's kind (`blobs` or `manifests`), with `repository` and
+    /// `digest` making up the rest.
+    url: Option<(&'a str, &'static str)>,
+    tag: &'a str,
+}
+
+impl TargetRef<'_> {
+    fn to_target(&self) -> Target {
+        Target {
+            media_type: self.media_type.to_string(),
+            size: self.size,
+            digest: self.digest.map(ToString::to_string).unwrap_or_default(),
+            // The reference keeps `length`, the same as `size`, for older consumers.
+            length: self.size,
+            repository: self.repository.to_string(),
+            from_repository: self.from_repository.to_string(),
+            url: match (self.url, self.digest) {
+                (Some((base, kind)), Some(d)) => {
+                    format!("{base}/v2/{}/{kind}/{d}", self.repository)
+                }
+                _ => String::new(),
+            },
+            tag: self.tag.to_string(),
+        }
     }
 }
 
-fn target(e: &Event, base: &str) -> Target {
+impl TargetRef<'_> {
+    /// Field for field what [`Target`]'s derived form writes, empty fields left out alike.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = JsonObject::new(out).optional("mediaType", self.media_type);
+        if self.size != 0 {
+            o = o.number("size", self.size);
+        }
+        if let Some(d) = self.digest {
+            o = o.with("digest", |out| write_digest(out, d));
+        }
+        if self.size != 0 {
+            o = o.number("length", self.size);
+        }
+        o = o
+            .optional("repository", self.repository)
+            .optional("fromRepository", self.from_repository);
+        if let (Some((base, kind)), Some(d)) = (self.url, self.digest) {
+            o = o.with("url", |out| {
+                out.push(b'"');
+                for part in [base, "/v2/", self.repository, "/", kind, "/"] {
+                    json_contents(out, part);
+                }
+                json_contents(out, d.algorithm().as_str());
+                out.push(b':');
+                json_contents(out, d.hex());
+                out.push(b'"');
+            });
+        }
+        o.optional("tag", self.tag).end();
+    }
+}
+
+/// A digest as a JSON string (an algorithm and hex digits: nothing to escape).
+fn write_digest(out: &mut Vec<u8>, d: &Digest) {
+    out.push(b'"');
+    out.extend_from_slice(d.algorithm().as_str().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(d.hex().as_bytes());
+    out.push(b'"');
+}
+
+/// Decimal digits of a number, without `fmt`.
+struct Digits([u8; 20]);
+
+impl Digits {
+    fn format(&mut self, mut n: u64) -> &[u8] {
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            self.0[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &self.0[i..];
+            }
+        }
+    }
+}
+
+fn target_ref<'a>(e: &'a Event, base: &'a str) -> TargetRef<'a> {
+    let blob = |repo: &'a Name, digest: &'a Digest, size: u64| TargetRef {
+        media_type: BLOB_MEDIA_TYPE,
+        size,
+        digest: Some(digest),
+        repository: repo.as_str(),
+        url: Some((base, "blobs")),
+        ..TargetRef::default()
+    };
     match e {
         Event::BlobPushed { repo, digest, size } | Event::BlobPulled { repo, digest, size } => {
-            blob_target(base, repo, digest, *size)
+            blob(repo, digest, *size)
         }
         Event::BlobMounted {
             repo,
             from,
             digest,
             size,
-        } => Target {
-            from_repository: from.to_string(),
-            ..blob_target(base, repo, digest, *size)
+        } => TargetRef {
+            from_repository: from.as_str(),
+            ..blob(repo, digest, *size)
         },
         Event::ManifestPushed {
             repo,
@@ -241,44 +454,56 @@ fn target(e: &Event, base: &str) -> Target {
             media_type,
             size,
             tag,
-        } => manifest_target(base, repo, digest, media_type, *size, tag.as_ref()),
+        } => TargetRef {
+            media_type,
+            size: *size,
+            digest: Some(digest),
+            repository: repo.as_str(),
+            url: Some((base, "manifests")),
+            tag: tag.as_ref().map_or("", Tag::as_str),
+            ..TargetRef::default()
+        },
         // Deletions carry what the reference's do: the repository and the digest, or the tag.
-        Event::BlobDeleted { repo, digest } | Event::ManifestDeleted { repo, digest } => Target {
-            repository: repo.to_string(),
-            digest: digest.to_string(),
-            ..Target::default()
+        Event::BlobDeleted { repo, digest }
+        | Event::ManifestDeleted { repo, digest }
+        | Event::ManifestCollected { repo, digest } => TargetRef {
+            repository: repo.as_str(),
+            digest: Some(digest),
+            ..TargetRef::default()
         },
         // A collected blob is gone from every repository at once: no repository.
-        Event::BlobCollected { digest, size } => Target {
-            media_type: BLOB_MEDIA_TYPE.into(),
-            digest: digest.to_string(),
+        Event::BlobCollected { digest, size } => TargetRef {
+            media_type: BLOB_MEDIA_TYPE,
+            digest: Some(digest),
             size: *size,
-            length: *size,
-            ..Target::default()
+            ..TargetRef::default()
         },
-        Event::ManifestCollected { repo, digest } => Target {
-            repository: repo.to_string(),
-            digest: digest.to_string(),
-            ..Target::default()
+        Event::TagDeleted { repo, tag, .. } | Event::TagExpired { repo, tag, .. } => TargetRef {
+            repository: repo.as_str(),
+            tag: tag.as_str(),
+            ..TargetRef::default()
         },
-        Event::TagDeleted { repo, tag, .. } | Event::TagExpired { repo, tag, .. } => Target {
-            repository: repo.to_string(),
-            tag: tag.to_string(),
-            ..Target::default()
+        Event::TagMoved { repo, .. } => TargetRef {
+            repository: repo.as_str(),
+            ..TargetRef::default()
         },
-        Event::TagMoved { repo, .. } => Target {
-            repository: repo.to_string(),
-            ..Target::default()
-        },
-        Event::UploadExpired { repo, .. } => Target {
-            repository: repo.clone(),
-            ..Target::default()
+        Event::UploadExpired { repo, .. } => TargetRef {
+            repository: repo,
+            ..TargetRef::default()
         },
     }
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC: `2024-05-06T07:08:09.123Z`.
 pub fn rfc3339(ms: u64) -> String {
+    let mut b = [0u8; 24];
+    write_rfc3339(ms, &mut b);
+    // ASCII digits and separators only.
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// [`rfc3339`] into a buffer, without `fmt` (it is in every notice).
+fn write_rfc3339(ms: u64, out: &mut [u8; 24]) {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -290,14 +515,31 @@ pub fn rfc3339(ms: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999) as u64;
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 3, ms % 1000);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[at] = c;
+    }
 }
 
 /// The public base URL for `target.url`: the configured one, else the scheme (as a proxy
@@ -505,6 +747,140 @@ mod tests {
         assert!(any_notified(&events, &[]));
         assert!(!any_notified(&events, &["delete".into()]));
         assert!(!any_notified(&[], &[]));
+    }
+
+    /// The spooled lines the native server writes are byte for byte the notices' JSON, for
+    /// every kind of event, with and without an actor, ignoring an action or not.
+    #[test]
+    fn written_lines_are_the_notices() {
+        let d = Digest::parse(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        )
+        .unwrap();
+        let (repo, from) = (Name::parse("a/b").unwrap(), Name::parse("c").unwrap());
+        let tag = Tag::parse("v1").unwrap();
+        let mt = "application/vnd.oci.image.manifest.v1+json".to_string();
+        let events = [
+            Event::BlobPushed {
+                repo: repo.clone(),
+                digest: d.clone(),
+                size: 9,
+            },
+            Event::BlobMounted {
+                repo: repo.clone(),
+                from,
+                digest: d.clone(),
+                size: 9,
+            },
+            Event::BlobPulled {
+                repo: repo.clone(),
+                digest: d.clone(),
+                size: 9,
+            },
+            Event::BlobDeleted {
+                repo: repo.clone(),
+                digest: d.clone(),
+            },
+            Event::ManifestPushed {
+                repo: repo.clone(),
+                digest: d.clone(),
+                media_type: mt.clone(),
+                size: 5,
+                tag: Some(tag.clone()),
+            },
+            Event::ManifestPulled {
+                repo: repo.clone(),
+                digest: d.clone(),
+                media_type: mt,
+                size: 5,
+                tag: None,
+            },
+            Event::ManifestDeleted {
+                repo: repo.clone(),
+                digest: d.clone(),
+            },
+            Event::TagMoved {
+                repo: repo.clone(),
+                tag: tag.clone(),
+                digest: d.clone(),
+                previous: None,
+            },
+            Event::TagDeleted {
+                repo: repo.clone(),
+                tag: tag.clone(),
+                digest: d.clone(),
+            },
+            Event::UploadExpired {
+                id: "u".into(),
+                repo: "a/b".into(),
+            },
+            Event::BlobCollected {
+                digest: d.clone(),
+                size: 9,
+            },
+            Event::ManifestCollected {
+                repo: repo.clone(),
+                digest: d.clone(),
+            },
+            Event::TagExpired {
+                repo,
+                tag,
+                digest: d,
+            },
+        ];
+        let request = RequestRecord {
+            id: "r\"1".into(),
+            addr: "::1".into(),
+            host: "reg".into(),
+            method: "GET".into(),
+            useragent: "ua/1 \\ \u{e9}".into(),
+        };
+        let bases = ["https://reg", "https://r\"\u{e9}\n/x", ""];
+        for (i, actor) in [None, Some("alice".to_string()), Some("b\u{0}b".into())]
+            .into_iter()
+            .enumerate()
+        {
+            for ignore in [vec![], vec!["pull".to_string()], vec!["delete".to_string()]] {
+                let cx = Context {
+                    request: request.clone(),
+                    actor: actor.clone(),
+                    source: SourceRecord {
+                        addr: "h:1".into(),
+                        instance_id: "i".into(),
+                    },
+                    base: bases[i].into(),
+                    now_ms: 1_715_000_000_123,
+                };
+                let mut n = 0;
+                let want: Vec<u8> = notices(&events, &cx, &ignore, || {
+                    n += 1;
+                    format!("id{n}")
+                })
+                .iter()
+                .flat_map(|n| {
+                    let mut line = serde_json::to_vec(n).unwrap();
+                    line.push(b'\n');
+                    line
+                })
+                .collect();
+                let (mut n, mut got) = (0, b"before\n".to_vec());
+                let count = write_lines(
+                    &events,
+                    &cx,
+                    &ignore,
+                    || {
+                        n += 1;
+                        format!("id{n}")
+                    },
+                    &mut got,
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&got[7..]),
+                    String::from_utf8_lossy(&want)
+                );
+                assert_eq!(count as usize, want.iter().filter(|b| **b == b'\n').count());
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Notification delivery for the native server (`--notify URL`, repeatable).
 //!
-//! The request path only maps its events ([`crate::notify`]) and hands them to each endpoint's
-//! bounded in-memory queue without waiting (`try_send`); a full queue drops them, logged and
-//! counted. Per endpoint, one task writes what the queue holds to the endpoint's spool on disk
-//! ([`super::spool`]), a batch per file, and another POSTs the oldest spooled batches to the
+//! The request path writes its events' notices once, as the JSON lines the spool holds
+//! ([`crate::notify::write_lines`], into a buffer of its thread), and appends them to each
+//! endpoint's bounded in-memory queue (a byte buffer behind a lock held for a copy, never for
+//! any I/O); a full queue drops them, logged and counted. Per endpoint, one task writes what the
+//! queue holds to the endpoint's spool on disk ([`super::spool`]), a batch per file, and another
+//! POSTs the oldest spooled batches to the
 //! endpoint, removing them only once it answered 2xx, and retrying failures with exponential
 //! backoff (with jitter), without end. So a slow or dead endpoint never slows a request,
 //! events survive restarts and crashes (delivered at least once; `id` tells repeats apart),
@@ -14,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::Digest as _;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::metrics::Metrics;
 use super::spool::{self, Spool};
 use crate::event::Event;
-use crate::notify::{self, Config, Notice, RequestRecord, SourceRecord};
+use crate::notify::{self, Config, RequestRecord, SourceRecord};
 
 /// How delivery behaves.
 #[derive(Debug, Clone)]
@@ -27,7 +29,7 @@ pub struct Options {
     pub config: Config,
     /// Events an endpoint's spool may hold; past that the oldest are dropped.
     pub spool_max_events: u64,
-    /// Batches an endpoint's in-memory queue may hold before the spool writer takes them.
+    /// Events an endpoint's in-memory queue may hold before the spool writer takes them.
     pub queue: usize,
     /// Events in one POST, at most.
     pub batch_events: u64,
@@ -44,7 +46,7 @@ impl Default for Options {
         Options {
             config: Config::default(),
             spool_max_events: 100_000,
-            queue: 10_000,
+            queue: 20_000,
             batch_events: 100,
             timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(60),
@@ -60,10 +62,45 @@ struct Shared {
     spool: Mutex<Spool>,
     /// Wakes the sender when a batch is spooled.
     spooled: Notify,
+    /// Notices not yet spooled: the queue.
+    queued: Mutex<Queued>,
+    /// Wakes the spool writer when the queue stops being empty.
+    filled: Notify,
+    /// Events the queue may hold.
+    queue_max: u64,
     metrics: Option<Arc<Metrics>>,
 }
 
+/// An endpoint's queue: JSON lines, one an event.
+#[derive(Default)]
+struct Queued {
+    lines: Vec<u8>,
+    events: u64,
+}
+
 impl Shared {
+    fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `events` notices (`lines`), unless the queue is full.
+    fn enqueue(&self, lines: &[u8], events: u64) {
+        let was_empty = {
+            let mut q = self.queued();
+            if q.events + events > self.queue_max {
+                drop(q);
+                self.dropped(events, "the queue is full");
+                return;
+            }
+            q.lines.extend_from_slice(lines);
+            q.events += events;
+            q.events == events
+        };
+        if was_empty {
+            self.filled.notify_one();
+        }
+    }
+
     fn spool(&self) -> std::sync::MutexGuard<'_, Spool> {
         self.spool.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -88,8 +125,8 @@ impl Shared {
 
 /// The notifier: maps events and queues them for every endpoint.
 pub struct Notifier {
-    /// Each endpoint's queue, beside what its tasks share.
-    endpoints: Vec<(mpsc::Sender<Vec<Notice>>, Arc<Shared>)>,
+    /// What each endpoint's tasks share, its queue among it.
+    endpoints: Vec<Arc<Shared>>,
     ignore: Vec<String>,
     source: SourceRecord,
     base_url: String,
@@ -117,7 +154,7 @@ impl Ids {
         }
     }
 
-    fn next(&self) -> String {
+    fn next(&self) -> Id {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -126,18 +163,24 @@ impl Ids {
         b[8..].copy_from_slice(&n.to_be_bytes());
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h = hex::encode(b);
-        let mut id = String::with_capacity(36);
-        for (i, part) in [&h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]]
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                id.push('-');
-            }
-            id.push_str(part);
+        let mut h = [0u8; 32];
+        // Cannot fail: the output is exactly twice the input.
+        let _ = hex::encode_to_slice(b, &mut h);
+        let mut id = [b'-'; 36];
+        for (from, to, len) in [(0, 0, 8), (8, 9, 4), (12, 14, 4), (16, 19, 4), (20, 24, 12)] {
+            id[to..to + len].copy_from_slice(&h[from..from + len]);
         }
-        id
+        Id(id)
+    }
+}
+
+/// An id, on the stack: a UUID's 36 characters.
+struct Id([u8; 36]);
+
+impl AsRef<str> for Id {
+    fn as_ref(&self) -> &str {
+        // Hex digits and dashes only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -173,6 +216,9 @@ impl Notifier {
                 headers: options.config.headers.clone(),
                 spool: Mutex::new(spool),
                 spooled: Notify::new(),
+                queued: Mutex::new(Queued::default()),
+                filled: Notify::new(),
+                queue_max: options.queue.max(1) as u64,
                 metrics: metrics.clone(),
             });
             shared.set_pending(pending);
@@ -183,10 +229,9 @@ impl Notifier {
                     "notification events left by the last run: delivering them"
                 );
             }
-            let (tx, rx) = mpsc::channel(options.queue.max(1));
-            tokio::spawn(write_spool(shared.clone(), rx));
+            tokio::spawn(write_spool(shared.clone()));
             tokio::spawn(deliver(shared.clone(), client.clone(), options.clone()));
-            endpoints.push((tx, shared));
+            endpoints.push(shared);
         }
         Ok(Arc::new(Notifier {
             endpoints,
@@ -210,77 +255,83 @@ impl Notifier {
         if self.endpoints.is_empty() || !notify::any_notified(events, &self.ignore) {
             return;
         }
-        request.id = self.ids.next();
+        request.id = self.ids.next().as_ref().to_string();
         let cx = notify::Context {
-            base: notify::public_base(&self.base_url, Some(&request.host), proto),
+            base: self.base(&request.host, proto),
             request,
             actor,
             source: self.source.clone(),
             now_ms,
         };
-        let notices = notify::notices(events, &cx, &self.ignore, || self.ids.next());
-        if notices.is_empty() {
-            return;
-        }
-        let last = self.endpoints.len() - 1;
-        let mut notices = Some(notices);
-        for (i, (tx, shared)) in self.endpoints.iter().enumerate() {
-            // The last endpoint takes the notices, the others a copy.
-            let batch = match (i == last, &mut notices) {
-                (true, n) => n.take().unwrap_or_default(),
-                (false, n) => n.clone().unwrap_or_default(),
-            };
-            let count = batch.len() as u64;
-            if let Err(err) = tx.try_send(batch) {
-                let why = match err {
-                    mpsc::error::TrySendError::Full(_) => "the queue is full",
-                    mpsc::error::TrySendError::Closed(_) => "the spool writer stopped",
-                };
-                shared.dropped(count, why);
+        LINES.with_borrow_mut(|lines| {
+            lines.clear();
+            let count = notify::write_lines(events, &cx, &self.ignore, || self.ids.next(), lines);
+            if count > 0 {
+                for shared in &self.endpoints {
+                    shared.enqueue(lines, count);
+                }
             }
+            // A flood of large events must not pin a large buffer to the thread.
+            if lines.capacity() > 64 * 1024 {
+                *lines = Vec::new();
+            }
+        });
+    }
+
+    /// The base of `target.url`: the configured one, else from the request's `Host` (and
+    /// proxy's scheme), remembered per thread for the host it saw last.
+    fn base(&self, host: &str, proto: Option<&str>) -> String {
+        if !self.base_url.is_empty() {
+            return notify::public_base(&self.base_url, None, None);
         }
+        BASE.with_borrow_mut(|(h, p, base)| {
+            if h != host || p.as_deref() != proto || base.is_empty() {
+                *base = notify::public_base("", Some(host), proto);
+                (*h, *p) = (host.to_string(), proto.map(str::to_string));
+            }
+            base.clone()
+        })
     }
 
     /// Events spooled and not yet delivered, per endpoint.
     pub fn pending(&self) -> Vec<u64> {
-        self.endpoints
-            .iter()
-            .map(|(_, s)| s.spool().events())
-            .collect()
+        self.endpoints.iter().map(|s| s.spool().events()).collect()
     }
+}
+
+thread_local! {
+    /// The last `Host` and scheme a thread saw, and the base URL they make.
+    static BASE: std::cell::RefCell<(String, Option<String>, String)> =
+        const { std::cell::RefCell::new((String::new(), None, String::new())) };
+
+    /// Where a request's notices are written before they are queued (kept, so that a pull
+    /// allocates nothing for them).
+    static LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// How long the spool writer waits for more events before it writes a batch.
 const LINGER: Duration = Duration::from_millis(20);
-/// Events in one spool file, at most.
-const MAX_SPOOL_BATCH: usize = 2000;
 
-/// Takes what the queue holds, a batch at a time, and spools it.
-async fn write_spool(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Notice>>) {
-    while let Some(first) = rx.recv().await {
-        let mut notices = first;
+/// Takes what the queue holds, all of it at a time, and spools it as one batch.
+async fn write_spool(shared: Arc<Shared>) {
+    loop {
+        shared.filled.notified().await;
         // What arrives within `LINGER` joins this batch (one file, one fsync): under a flood
         // of events the spool is written a few dozen times a second, not once per request,
         // and the task sleeps instead of being woken by every event. The events wait in
-        // memory (as they would in the queue) for at most `LINGER` more.
+        // memory for at most `LINGER` more. A batch holds at most the queue's bound.
         tokio::time::sleep(LINGER).await;
-        while notices.len() < MAX_SPOOL_BATCH {
-            match rx.try_recv() {
-                Ok(more) => notices.extend(more),
-                Err(_) => break,
-            }
-        }
-        let mut body = Vec::with_capacity(notices.len() * 600);
-        for n in &notices {
-            // One event a line: compact JSON never holds a raw newline.
-            match serde_json::to_writer(&mut body, n) {
-                Ok(()) => body.push(b'\n'),
-                Err(e) => tracing::warn!(error = %e, "serialising a notification failed"),
-            }
+        let (body, events) = {
+            let mut q = shared.queued();
+            let events = std::mem::take(&mut q.events);
+            (std::mem::take(&mut q.lines), events)
+        };
+        if events == 0 {
+            continue;
         }
         let (batch, dir) = {
             let mut s = shared.spool();
-            (s.reserve(notices.len() as u64), s.dir().to_path_buf())
+            (s.reserve(events), s.dir().to_path_buf())
         };
         let written =
             tokio::task::spawn_blocking(move || spool::write_batch(&dir, batch, &body)).await;
@@ -299,7 +350,7 @@ async fn write_spool(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Notice>>) {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not spool notification events");
-                shared.dropped(notices.len() as u64, "the spool could not be written");
+                shared.dropped(events, "the spool could not be written");
             }
             Err(e) => tracing::warn!(error = %e, "the spool task failed"),
         }
@@ -453,9 +504,22 @@ mod tests {
     fn ids_look_like_uuids_and_differ() {
         let ids = Ids::new();
         let (a, b) = (ids.next(), ids.next());
+        let (a, b) = (a.as_ref(), b.as_ref());
         assert_ne!(a, b);
-        assert!(crate::upload::valid_upload_id(&a), "{a}");
-        assert_ne!(Ids::new().next()[..18], a[..18]);
+        assert!(crate::upload::valid_upload_id(a), "{a}");
+        assert!(uuid_shaped(a), "{a}");
+        assert_ne!(Ids::new().next().as_ref()[..18], a[..18]);
+    }
+
+    /// 8-4-4-4-12 lowercase hex digits, version 4, variant 10.
+    fn uuid_shaped(id: &str) -> bool {
+        let parts: Vec<&str> = id.split('-').collect();
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+            && parts
+                .iter()
+                .all(|p| p.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+            && id.as_bytes()[14] == b'4'
+            && matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b')
     }
 
     #[test]

@@ -162,12 +162,28 @@ pub fn read_batch(dir: &Path, b: Batch) -> io::Result<Option<Vec<u8>>> {
 
 /// The events in a batch's file, each a JSON object.
 pub fn events(file: &[u8]) -> impl Iterator<Item = &[u8]> {
-    file.split(|&c| c == b'\n').filter(|l| !l.is_empty())
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', file)
+        .chain(std::iter::once(file.len()))
+        .filter_map(move |end| {
+            let line = &file[start.min(end)..end];
+            start = end + 1;
+            (!line.is_empty()).then_some(line)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_splits_into_its_non_empty_lines() {
+        let lines = |f: &'static [u8]| events(f).collect::<Vec<_>>();
+        assert_eq!(lines(b"{a}\n{b}\n\n{c}"), [&b"{a}"[..], b"{b}", b"{c}"]);
+        assert_eq!(lines(b"{a}\n"), [&b"{a}"[..]]);
+        assert!(lines(b"").is_empty());
+        assert!(lines(b"\n\n").is_empty());
+    }
 
     #[test]
     fn keeps_order_limits_and_survives_reopening() {
