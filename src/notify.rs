@@ -240,11 +240,20 @@ pub fn write_lines<I: AsRef<str>>(
     written
 }
 
+/// The bytes JSON takes as they are in a string: printable ASCII but `"` and `\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// `s` as a JSON string.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if s.bytes().all(|b| PLAIN[b as usize]) {
         // Printable ASCII but `"` and `\`: JSON takes it as it is (what nearly every field
         // holds: names, tags, digests, ids, hosts, media types).
         out.reserve(s.len() + 2);
