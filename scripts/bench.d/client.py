@@ -680,25 +680,18 @@ def run_ab_head(url, path, args, csv):
 
 def cmd_wrk(args):
     paths = {NAMES[0]: args.ours_path, NAMES[1]: args.ref_path or args.ours_path}
-    runs = {n: {"rps": [], "p50": [], "p99": [], "cpu": []} for n in NAMES}
+    runs = {n: {"rps": [], "p50": [], "p99": []} for n in NAMES}
     for _ in range(args.runs):
-        for name, url, _root, pids in targets(args):
-            before, start = cpu_seconds(pids), time.monotonic()
+        for name, url, _root, _pids in targets(args):
             if args.head:
                 rps, p50, p99 = run_ab_head(url, paths[name], args, args.results + ".ab.csv")
             else:
                 rps, p50, p99 = run_wrk(url, paths[name], args)
-            wall = time.monotonic() - start
             runs[name]["rps"].append(rps)
             runs[name]["p50"].append(p50)
             runs[name]["p99"].append(p99)
-            # The server's own CPU per request (utime + stime over the run): on a machine busy
-            # with other work, steadier than the request rate.
-            if pids and before is not None and rps > 0:
-                runs[name]["cpu"].append((cpu_seconds(pids) - before) / (rps * wall) * 1e6)
-    for key, unit, better in (("rps", "req/s", "higher"), ("p50", "ms", "lower"), ("p99", "ms", "lower"),
-                              ("cpu", "µs", "lower")):
-        label = f"{args.label} " + {"rps": "throughput", "cpu": "server CPU per request"}.get(key, key)
+    for key, unit, better in (("rps", "req/s", "higher"), ("p50", "ms", "lower"), ("p99", "ms", "lower")):
+        label = f"{args.label} {key if key != 'rps' else 'throughput'}"
         record(args.results, label, unit, better, {n: runs[n][key] for n in NAMES if runs[n][key]})
 
 
@@ -759,8 +752,6 @@ def main():
         sp.add_argument("--results", required=True)
         sp.add_argument("--label", required=True)
         sp.add_argument("--runs", type=int, default=3)
-        sp.add_argument("--ours-pids", help="processes whose CPU time to count, comma-separated")
-        sp.add_argument("--ref-pids", help="processes whose CPU time to count, comma-separated")
 
     sp = sub.add_parser("upload")
     common(sp)
@@ -772,6 +763,8 @@ def main():
     sp.add_argument("--metric", choices=["mbps", "seconds"], default="mbps")
     sp.add_argument("--skip", action="append", help="a column to leave out")
     sp.add_argument("--fresh", action="store_true", help="new content for every upload")
+    sp.add_argument("--ours-pids", help="processes whose CPU time to count, comma-separated")
+    sp.add_argument("--ref-pids", help="processes whose CPU time to count, comma-separated")
     sp.set_defaults(fn=cmd_upload)
 
     sp = sub.add_parser("steady")
