@@ -55,6 +55,66 @@ pub struct Db {
     locks: Pool,
     /// Statements sent, for measuring (round trips per request).
     pub round_trips: Arc<AtomicU64>,
+    /// A collector's store: every statement goes to the one connection that holds the
+    /// collector's lock (see [`super::collector`]).
+    pinned: Option<Pinned>,
+}
+
+/// The connection a collector holds its lock on, shared by its statements; `None` once
+/// released.
+pub type Pinned = Arc<tokio::sync::Mutex<Option<Dedicated>>>;
+
+/// A connection taken out of its pool for good: dropping it closes it, which makes
+/// PostgreSQL release whatever advisory lock its session holds. It never goes back to a pool
+/// with a lock held.
+pub struct Dedicated(Option<Object>);
+
+impl Dedicated {
+    pub fn new(conn: Object) -> Self {
+        Dedicated(Some(conn))
+    }
+
+    fn object(&mut self) -> Option<&mut Object> {
+        self.0.as_mut()
+    }
+
+    /// Returns the connection to its pool: only when its session holds no lock.
+    pub fn give_back(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// A connection for statements: from the pool, or a collector's own.
+pub enum Conn {
+    Pooled(Object),
+    Pinned(tokio::sync::OwnedMappedMutexGuard<Option<Dedicated>, Object>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        match self {
+            Conn::Pooled(o) => o,
+            Conn::Pinned(g) => g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Object {
+        match self {
+            Conn::Pooled(o) => o,
+            Conn::Pinned(g) => &mut *g,
+        }
+    }
 }
 
 /// An error with its causes, on one line ("error connecting to server: Connection refused").
@@ -156,6 +216,7 @@ impl Db {
             pool: build_pool(config, size)?,
             locks: build_pool(config, size * 2)?,
             round_trips: Arc::default(),
+            pinned: None,
         };
         let mut client = db.pool.get().await.map_err(|e| {
             // The pool's error wraps the connection's, which says what is wrong (refused,
@@ -175,9 +236,24 @@ impl Db {
         Ok(db)
     }
 
-    /// A connection for statements.
-    pub async fn client(&self) -> StorageResult<Object> {
-        self.pool.get().await.map_err(pool_error)
+    /// A connection for statements (a collector's store: its own connection, one statement
+    /// at a time).
+    pub async fn client(&self) -> StorageResult<Conn> {
+        let Some(pinned) = &self.pinned else {
+            return self.pool.get().await.map(Conn::Pooled).map_err(pool_error);
+        };
+        let guard = pinned.clone().lock_owned().await;
+        tokio::sync::OwnedMutexGuard::try_map(guard, |d| d.as_mut().and_then(Dedicated::object))
+            .map(Conn::Pinned)
+            .map_err(|_| StorageError::unavailable("PostgreSQL: the collector's lock was released"))
+    }
+
+    /// The same database with every statement on `conn` (a collector's).
+    pub fn pinned_to(&self, conn: Pinned) -> Db {
+        Db {
+            pinned: Some(conn),
+            ..self.clone()
+        }
     }
 
     /// A connection for a session lock.
