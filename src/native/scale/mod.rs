@@ -26,6 +26,17 @@
 //! requests of one session are serialised across instances by a PostgreSQL advisory lock
 //! held for the request (released by PostgreSQL itself when an instance dies), and its state
 //! is saved by compare-and-set on top, so of racing chunks exactly one lands.
+//!
+//! The garbage collector runs over this store like any other, one at a time across instances
+//! under a PostgreSQL advisory lock ([`collector`]). What its protocol needs holds here:
+//! [`Storage::get_versioned`] and [`Storage::put_if`] are one `SELECT` and one conditional
+//! `UPDATE` of a row (PostgreSQL re-checks the condition on the newest row version, so a
+//! compare-and-set is atomic across instances), versions never come back (a sequence), every
+//! statement commits on its own and is seen by the next statement of any instance, and
+//! [`Storage::blob_delete`] deletes the row before the bytes.
+//!
+//! A manifest GET is one statement ([`Storage::lookup_manifest`]: the tag, the record and the
+//! blob's row joined), then the S3 GET.
 
 pub mod collector;
 mod either;
