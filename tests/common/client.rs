@@ -230,8 +230,7 @@ impl Client {
         blobs: &[Bytes],
         manifest: &Bytes,
     ) -> u32 {
-        let mut refused = 0;
-        for _ in 0..50 {
+        for refused in 0..50 {
             for b in blobs {
                 let d = sha256(b);
                 if self
@@ -268,7 +267,6 @@ impl Client {
                 r.status,
                 r.text()
             );
-            refused += 1;
         }
         panic!("{name}:{tag} refused 50 times");
     }

@@ -524,7 +524,7 @@ impl Storage for ScaleStorage {
             .zip(row.get::<_, Option<String>>(4));
         let body = match (read, &record, blob) {
             (true, Some(_), None) => Some(None),
-            (true, Some(_), Some((size, _))) if size == 0 => Some(Some(Body::Empty)),
+            (true, Some(_), Some((0, _))) => Some(Some(Body::Empty)),
             (true, Some(_), Some((size, location))) => Some(
                 self.s3
                     .get_range(&location, 0, size as u64)

@@ -92,7 +92,9 @@ impl Drop for Dedicated {
     }
 }
 
-/// A connection for statements: from the pool, or a collector's own.
+/// A connection for statements: from the pool, or a collector's own. (The pooled one, the
+/// usual, is the large variant; boxing it would cost an allocation per statement.)
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     Pooled(Object),
     Pinned(tokio::sync::OwnedMappedMutexGuard<Option<Dedicated>, Object>),
