@@ -295,3 +295,24 @@ async fn migrate(client: &mut Object) -> Result<(), tokio_postgres::Error> {
     }
     tx.commit().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    /// A URL that asks for TLS is refused at start, never served in plain text.
+    #[test]
+    fn a_url_asking_for_tls_is_refused() {
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://u:secret@db.internal:5432/registry?sslmode={mode}");
+            let err = parse_url(&url).expect_err(mode);
+            assert!(err.starts_with("--metadata: "), "{err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        for mode in ["disable", "prefer"] {
+            let url = format!("postgres://u@db.internal/registry?sslmode={mode}");
+            assert!(parse_url(&url).is_ok(), "{mode}");
+        }
+        assert!(parse_url("postgres://u@db.internal/registry").is_ok());
+    }
+}
