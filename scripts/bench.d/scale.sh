@@ -59,6 +59,8 @@ sclient upload "${BOTH[@]}" "${CPU[@]}" --fresh --label "upload 256 MiB, monolit
 sclient upload "${BOTH[@]}" "${CPU[@]}" --fresh --label "upload 256 MiB, chunked (16 MiB PATCHes)" \
     --repo bench/chunked --file "${FILE[256M]}" --digest "${DIGEST[256M]}" --mode chunked \
     --chunk $((16 << 20))
+# The --fresh uploads changed the file's first bytes: its digest again.
+DIGEST[256M]=sha256:$(openssl dgst -sha256 -r "${FILE[256M]}" | cut -d' ' -f1)
 sclient download "${BOTH[@]}" "${CPU[@]}" --label "download 256 MiB" \
     --repo bench/pull --file "${FILE[256M]}" --digest "${DIGEST[256M]}"
 
