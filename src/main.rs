@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Arg, ArgMatches, Parser, Subcommand};
 use edge_registry::auth::{acceptable_credential, Access, Mode, TokenKey};
 use edge_registry::native::access::{htpasswd_line, random_secret, AccountFiles};
+use edge_registry::native::gc::Collector;
 use edge_registry::native::metrics::Metrics;
 use edge_registry::native::ops::{self, Ops, OpsArgs};
 use edge_registry::native::scale::{NativeStorage, ScaleOptions, ScaleStorage};
@@ -251,9 +252,6 @@ fn serve(s: Serve) -> std::io::Result<()> {
         .build()?;
     let (storage, gc_storage) = match (&s.scale.metadata, &s.scale.blobs) {
         (Some(metadata), Some(blobs)) => {
-            if s.gc.gc_interval.is_some() {
-                return Err(fail("--gc-interval is not available with --metadata yet"));
-            }
             let options = ScaleOptions {
                 metadata: metadata.clone(),
                 blobs: blobs.clone(),
@@ -261,14 +259,15 @@ fn serve(s: Serve) -> std::io::Result<()> {
                 pool_size: s.scale.metadata_pool,
             };
             let scale = rt.block_on(ScaleStorage::open(&options)).map_err(fail)?;
-            (NativeStorage::Scale(Box::new(scale)), None)
+            let collector = Collector::Scale(Box::new(scale.clone()));
+            (NativeStorage::Scale(Box::new(scale)), collector)
         }
         _ => {
             let fs = FsStorage::open(&s.root)?;
-            (NativeStorage::Fs(fs.clone()), Some(fs))
+            (NativeStorage::Fs(fs.clone()), Collector::Fs(fs))
         }
     };
-    let shared = gc_storage.is_none();
+    let shared = matches!(gc_storage, Collector::Scale(_));
     let mirrors = s.mirror.build(&s.root).map_err(fail)?;
     let limits = server::Limits {
         body_timeout: Duration::from_secs(settings.body_timeout),
@@ -356,9 +355,7 @@ fn serve(s: Serve) -> std::io::Result<()> {
                     }
                 }
             });
-            if let Some(gc_storage) = gc_storage {
-                edge_registry::native::gc::spawn_periodic(gc_storage, every, gc_options, on_run);
-            }
+            edge_registry::native::gc::spawn_periodic(gc_storage, every, gc_options, on_run);
         }
         // The first line on stdout names the address, for scripts and tests; the metrics
         // address follows in the same write.

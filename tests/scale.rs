@@ -91,36 +91,63 @@ async fn storage_suite_and_round_trips() {
         Some(&b"1"[..])
     );
 
-    // Round trips per manifest GET, through the core on this store.
-    let registry = edge_registry::Registry::new(s.clone(), edge_registry::Settings::default())
-        .with_clock(Arc::new(SystemClock));
-    let call = |method: &str, path: String, body: Bytes, ct: &str| {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", ct)
-            .header("content-length", body.len())
-            .body(edge_registry::body::Body::Full(body))
-            .unwrap();
-        let registry = &registry;
-        async move {
-            let out = registry.handle(req).await;
-            let status = out.response.status();
-            let body = out
-                .response
-                .into_body()
-                .collect_limited(1 << 20)
-                .await
-                .unwrap()
-                .unwrap_or_default();
-            (status, body)
-        }
-    };
+    // Round trips per manifest GET, through the core on this store: with its one-statement
+    // lookup, and (for comparison) with the trait's default lookup, which reads the tag, the
+    // record and the blob's row one after the other (`Metered` does not forward the lookup).
     let name = repo("trips");
+    let (by_tag, by_digest) = manifest_get_trips(&s, s.clone(), &name).await;
+    let metered = edge_registry::gc::metered::Metered::new(s.clone());
+    let (default_tag, default_digest) = manifest_get_trips(&s, metered, &name).await;
+    println!(
+        "PostgreSQL round trips per manifest GET: by tag {by_tag}, by digest {by_digest} \
+         (the default lookup: by tag {default_tag}, by digest {default_digest})"
+    );
+    assert_eq!((by_tag, by_digest), (1, 1));
+    assert_eq!((default_tag, default_digest), (3, 2));
+}
+
+/// One request through the core.
+async fn handle<S: edge_registry::storage::Storage>(
+    registry: &edge_registry::Registry<S>,
+    method: &str,
+    path: String,
+    body: Bytes,
+    ct: &str,
+) -> (StatusCode, Bytes) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", ct)
+        .header("content-length", body.len())
+        .body(edge_registry::body::Body::Full(body))
+        .unwrap();
+    let out = registry.handle(req).await;
+    let status = out.response.status();
+    let body = out
+        .response
+        .into_body()
+        .collect_limited(1 << 20)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Pushes an image to `name` (through `storage`, on `s`) unless there, and counts the
+/// PostgreSQL statements of a manifest GET by tag and by digest (after a first GET, which
+/// records the day's pull: one write a day). HEADs cost the same as GETs.
+async fn manifest_get_trips<S: edge_registry::storage::Storage>(
+    s: &ScaleStorage,
+    storage: S,
+    name: &str,
+) -> (u64, u64) {
+    let registry = edge_registry::Registry::new(storage, edge_registry::Settings::default())
+        .with_clock(Arc::new(SystemClock));
     let config = Bytes::from_static(b"{}");
     let layer = content(1, 1000);
     for blob in [&config, &layer] {
-        let (st, _) = call(
+        let (st, _) = handle(
+            &registry,
             "POST",
             format!("/v2/{name}/blobs/uploads/?digest={}", sha256(blob)),
             blob.clone(),
@@ -130,7 +157,8 @@ async fn storage_suite_and_round_trips() {
         assert_eq!(st, StatusCode::CREATED);
     }
     let manifest = to_bytes(&image_of(&config, &[&layer]));
-    let (st, _) = call(
+    let (st, _) = handle(
+        &registry,
         "PUT",
         format!("/v2/{name}/manifests/v1"),
         manifest.clone(),
@@ -138,30 +166,43 @@ async fn storage_suite_and_round_trips() {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
-    // The first GET records the day's pull (one write a day).
-    let get = |reference: String| {
-        call(
-            "GET",
+    let get = |method: &'static str, reference: String| {
+        handle(
+            &registry,
+            method,
             format!("/v2/{name}/manifests/{reference}"),
             Bytes::new(),
             "",
         )
     };
-    assert_eq!(get("v1".into()).await.0, StatusCode::OK);
+    assert_eq!(get("GET", "v1".into()).await.0, StatusCode::OK);
     let before = s.round_trips();
-    let (st, body) = get("v1".into()).await;
+    let (st, body) = get("GET", "v1".into()).await;
     let by_tag = s.round_trips() - before;
     assert_eq!((st, body), (StatusCode::OK, manifest.clone()));
     let before = s.round_trips();
-    assert_eq!(get(sha256(&manifest)).await.0, StatusCode::OK);
+    let (st, body) = get("GET", sha256(&manifest)).await;
     let by_digest = s.round_trips() - before;
-    println!("PostgreSQL round trips per manifest GET: by tag {by_tag}, by digest {by_digest}");
-    assert!(by_tag <= 3 && by_digest <= 2, "{by_tag} / {by_digest}");
+    assert_eq!((st, body), (StatusCode::OK, manifest.clone()));
+    // HEAD: no more than a GET (no bytes; the default lookup skips the blob's row).
+    let before = s.round_trips();
+    assert_eq!(get("HEAD", "v1".into()).await.0, StatusCode::OK);
+    let head = s.round_trips() - before;
+    assert!(head <= by_tag, "HEAD {head}, GET {by_tag}");
+    assert_eq!(get("GET", "nope".into()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get("GET", sha256(b"nothing")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    (by_tag.max(head), by_digest)
 }
 
 /// Two instances on one database and bucket: any instance answers any request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_everything() {
+    if let Ok(metadata) = std::env::var(LOCK_HOLDER) {
+        return hold_collector_lock(metadata).await;
+    }
     let (pg, garage) = (Postgres::start(), Garage::single());
     let (a, b) = (
         instance(&pg, &garage, 0, &[]),
@@ -205,6 +246,7 @@ async fn two_instances_share_everything() {
         .expect_digest(StatusCode::CREATED, &d);
     cb.blob_intact(&name, &data).await;
     ca.blob_intact(&name, &data).await;
+    let d_first = d.clone();
 
     // A manifest pushed through B is served at once by A, by tag and digest.
     let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
@@ -326,6 +368,295 @@ async fn two_instances_share_everything() {
     // A restarted instance serves it too.
     let a = instance(&pg, &garage, 0, &[]);
     Client::of(&a).blob_intact(&name, &data).await;
+    drop(a);
+
+    // The garbage collector across instances, on the same engines. What is tagged so far:
+    // `latest` (the 23 MiB blob and its config); the rest is garbage.
+    let tagged = [md, sha256(&config), d_first];
+    collector_across_instances(&pg, &garage, &b, &tagged).await;
+}
+
+/// Set in the child that [`hold_collector_lock`] runs in: the `--metadata` URL.
+const LOCK_HOLDER: &str = "EDGE_REGISTRY_TEST_GC_LOCK_HOLDER";
+
+/// In a child process (this test binary again): takes the collector's lock, says `held`, and
+/// holds it until killed.
+async fn hold_collector_lock(metadata: String) {
+    let store = ScaleStorage::open(&ScaleOptions {
+        metadata,
+        blobs: std::env::var("EDGE_REGISTRY_BLOBS").unwrap(),
+        credentials_file: None,
+        pool_size: 2,
+    })
+    .await
+    .unwrap();
+    let _lock = store
+        .try_lock_collector()
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "\nheld").unwrap();
+        out.flush().unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+/// `edge-registry gc` on the scale-out store, with `--json`; the report.
+fn gc_cli(pg: &Postgres, garage: &Garage) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-registry"))
+        .args(["gc", "--json", "--grace", "0s", "--metadata"])
+        .arg(pg.url())
+        .arg("--blobs")
+        .arg(garage.blobs_url(0))
+        .envs(garage.env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("gc --json prints its report")
+}
+
+/// The collection flag's generation, once it says idle (waiting up to `limit` for
+/// `until(generation)`).
+async fn idle_generation(
+    store: &ScaleStorage,
+    limit: Duration,
+    until: impl Fn(u64) -> bool,
+) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let f = edge_registry::gc::guard::flag(store).await.unwrap();
+        if !f.active && until(f.generation) {
+            return f.generation;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not run: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One collector at a time across instances (PostgreSQL's lock: two stores racing for it,
+/// a serving instance's timer skipping while another holds it, a holder killed with SIGKILL
+/// freeing it), then clients pushing through instance `b` while instance A collects every
+/// second and `edge-registry gc` processes collect too: nothing acknowledged is lost, and
+/// afterwards exactly the tagged blobs are stored, in PostgreSQL and in S3.
+async fn collector_across_instances(
+    pg: &Postgres,
+    garage: &Garage,
+    b: &common::Server,
+    tagged_before: &[String],
+) {
+    let store = ScaleStorage::open(&options(pg, garage)).await.unwrap();
+    let other = ScaleStorage::open(&options(pg, garage)).await.unwrap();
+    // Two instances asking at once: exactly one gets it, each time.
+    for _ in 0..10 {
+        let (x, y) = tokio::join!(store.try_lock_collector(), other.try_lock_collector());
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(x.is_some() != y.is_some(), "both or neither took the lock");
+        for l in [x, y].into_iter().flatten() {
+            l.release().await;
+        }
+    }
+
+    // A holder killed with SIGKILL: PostgreSQL frees its lock as the socket closes.
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "two_instances_share_everything",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOCK_HOLDER, pg.url())
+        .env("EDGE_REGISTRY_BLOBS", garage.blobs_url(0))
+        .envs(garage.env())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = holder.stdout.take().unwrap();
+    let said = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.trim() == "held")
+    })
+    .await
+    .unwrap();
+    assert!(said, "the holder did not take the lock");
+    assert!(store.try_lock_collector().await.unwrap().is_none());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let killed = Instant::now();
+    let lock = loop {
+        if let Some(l) = store.try_lock_collector().await.unwrap() {
+            break l;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the lock of a killed holder was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "collector lock free {:?} after its holder was killed",
+        killed.elapsed()
+    );
+    lock.release().await;
+
+    // Instance A collects every second; while another holds the lock, it skips.
+    let a = instance(pg, garage, 0, &["--gc-interval", "1s", "--gc-grace", "0s"]);
+    let first = idle_generation(&store, Duration::from_secs(20), |g| g >= 1).await;
+    let held = store.lock_collector().await.unwrap();
+    let during = edge_registry::gc::guard::flag(&store).await.unwrap();
+    assert!(!during.active && during.generation >= first);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        edge_registry::gc::guard::flag(&store).await.unwrap(),
+        during,
+        "a collection ran while another held the lock"
+    );
+    held.release().await;
+    idle_generation(&store, Duration::from_secs(20), |g| g > during.generation).await;
+
+    // The race: clients push through B (and delete), A collects every second, and
+    // `edge-registry gc` processes collect in between.
+    let (ca, cb) = (Client::of(&a), Client::of(b));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cli = {
+        let (done, url, blobs, env) = (done.clone(), pg.url(), garage.blobs_url(0), garage.env());
+        std::thread::spawn(move || {
+            let (mut runs, mut removed) = (0u64, 0u64);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new(env!("CARGO_BIN_EXE_edge-registry"))
+                    .args(["gc", "--json", "--grace", "0s", "--metadata", &url])
+                    .args(["--blobs", &blobs])
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .env("RUST_LOG", "warn")
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "gc: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                runs += 1;
+                removed += r["blobs_removed"].as_u64().unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            (runs, removed)
+        })
+    };
+    let pool: Vec<Bytes> = (0..8)
+        .map(|i| Bytes::from(format!("scale pool blob {i}")))
+        .collect();
+    let until = Instant::now() + Duration::from_secs(12);
+    let mut clients = Vec::new();
+    for i in 0..6usize {
+        let (c, pool) = (cb.clone(), pool.clone());
+        clients.push(tokio::spawn(async move {
+            let name = format!("gc-race/c{}", i % 3);
+            let mut kept: Vec<(String, Bytes, Vec<Bytes>)> = Vec::new();
+            let (mut n, mut refused, mut pushed) = (0usize, 0u32, Vec::new());
+            while Instant::now() < until || n < 3 {
+                n += 1;
+                let config = Bytes::from(format!("gc config {i} {n}"));
+                let own = Bytes::from(format!("gc layer {i} {n}"));
+                let shared = pool[(i * 3 + n) % pool.len()].clone();
+                let manifest = to_bytes(&image_of(&config, &[&shared, &own]));
+                let blobs = vec![config, shared, own];
+                let tag = format!("t{i}-{n}");
+                refused += c
+                    .push_racing_collector(&name, &tag, &blobs, &manifest)
+                    .await;
+                pushed.extend(blobs.iter().map(|b| sha256(b)));
+                pushed.push(sha256(&manifest));
+                kept.push((tag, manifest, blobs));
+                // Keep the last two; the one before goes, by digest.
+                if kept.len() > 2 {
+                    let (_, old, _) = kept.remove(0);
+                    c.delete(&format!("/v2/{name}/manifests/{}", sha256(&old)))
+                        .send()
+                        .await
+                        .expect(StatusCode::ACCEPTED);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (name, kept, refused, pushed)
+        }));
+    }
+    let mut results = Vec::new();
+    for t in clients {
+        results.push(t.await.unwrap());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (runs, cli_removed) = cli.join().unwrap();
+    let last = gc_cli(pg, garage);
+
+    // Everything acknowledged and still tagged pulls, through both instances.
+    let mut expected: std::collections::BTreeSet<String> = tagged_before.iter().cloned().collect();
+    let (mut refused, mut pushed) = (0, std::collections::BTreeSet::new());
+    for (name, kept, r, p) in &results {
+        refused += r;
+        pushed.extend(p.iter().cloned());
+        for (tag, manifest, blobs) in kept {
+            for c in [&ca, &cb] {
+                assert_eq!(&c.manifest(name, tag).await.unwrap().0, manifest);
+                for blob in blobs {
+                    c.blob_intact(name, blob).await;
+                }
+            }
+            expected.insert(sha256(manifest));
+            expected.extend(blobs.iter().map(|b| sha256(b)));
+        }
+    }
+    // With the collector's lock held (A's runs wait), the store is exactly what is tagged:
+    // no problems, no blob row more or less, and one S3 object per blob row.
+    let held = store.lock_collector().await.unwrap();
+    let problems = edge_registry::gc::check::problems(&store).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut stored = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        use edge_registry::storage::Storage;
+        let page = store.list_blobs(cursor.as_deref(), 1000).await.unwrap();
+        stored.extend(page.blobs.iter().map(|b| b.digest.to_string()));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(stored, expected, "stored blobs against tagged blobs");
+    let keys = suite::Inspect::stored_keys(&store).await.unwrap();
+    let objects = keys
+        .iter()
+        .filter(|k| k.starts_with("blobs/") || k.starts_with("parts/"))
+        .count();
+    assert_eq!(
+        objects,
+        stored.len(),
+        "S3 objects against blob rows: {keys:?}"
+    );
+    held.release().await;
+    let garbage = pushed.difference(&expected).count();
+    assert!(garbage > 0, "the race made no garbage");
+    println!(
+        "collector race: {} blobs pushed, {garbage} garbage gone, {} kept; {runs} gc processes \
+         removed {cli_removed} (+{} in the last), instance A the rest; {refused} pushes refused \
+         and retried",
+        pushed.len(),
+        expected.len(),
+        last["blobs_removed"]
+    );
 }
 
 /// skopeo pushes an image through instance A and pulls it through instance B, identical.

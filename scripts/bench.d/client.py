@@ -155,14 +155,40 @@ def expect(status, want, what, hdrs=None, body=b""):
 
 
 def pid_list(text):
-    return [int(p) for p in (text or "").split(",") if p.strip()]
+    """Comma-separated PIDs; `+PID` stands for that process and all its descendants at the
+    time of each sample (PostgreSQL's backends come and go with connections)."""
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def with_descendants(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
 
 
 def cpu_seconds(pids):
     """utime + stime of the processes (all their threads), in seconds. A process that is gone
-    counts 0, so take the difference over a span in which the processes live."""
+    counts 0, so take the difference over a span in which the processes live (a process born
+    in the span counts all its time, which is all in the span)."""
     total = 0.0
-    for pid in pids:
+    expanded = []
+    for p in pids:
+        p = str(p)
+        expanded.extend(with_descendants(int(p[1:])) if p.startswith("+") else [int(p)])
+    for pid in expanded:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -381,17 +407,21 @@ def cmd_upload(args):
     content (see `refresh`). With --ours-pids / --ref-pids, also records the CPU seconds those
     processes spent per GiB uploaded."""
     size = os.path.getsize(args.file)
-    runs, cpu = {}, {}
+    runs, cpu, ecpu = {}, {}, {}
     skip = set(args.skip or [])
     for _ in range(args.runs):
         for name, url, root, pids in targets(args):
             if name in skip:
                 continue
             digest = refresh(args.file) if args.fresh else args.digest
-            before = cpu_seconds(pids)
+            engines = engine_pids(args, name)
+            before, before_e = cpu_seconds(pids), cpu_seconds(engines)
             dt = push(url, args.repo, args.file, digest, args.mode, args.chunk)
             if pids:
                 cpu.setdefault(name, []).append((cpu_seconds(pids) - before) / (size / 2**30))
+            if engines:
+                ecpu.setdefault(name, []).append(
+                    (cpu_seconds(engines) - before_e) / (size / 2**30))
             if root:
                 forget(root, digest.split(":", 1)[1])
             runs.setdefault(name, []).append(size / dt / 1e6 if args.metric == "mbps" else dt)
@@ -399,6 +429,14 @@ def cmd_upload(args):
     record(args.results, args.label, unit, better, runs)
     if cpu:
         record(args.results, f"CPU time per GiB: {args.label}", "s/GiB", "lower", cpu)
+    if ecpu:
+        record(args.results, f"CPU time per GiB of the engines: {args.label}", "s/GiB", "lower",
+               ecpu)
+
+
+def engine_pids(args, name):
+    """The PIDs of the engines a column's server runs on (--ours-engine-pids), if any."""
+    return pid_list(getattr(args, "ours_engine_pids", None)) if name == NAMES[0] else []
 
 
 def busy_seconds():
@@ -498,11 +536,24 @@ def cmd_download(args):
     for name, url, _root, _pids in targets(args):
         # Store the blob once (kept: the downloads read it).
         push(url, args.repo, args.file, args.digest, "postput", 0)
+    cpu, ecpu = {}, {}
     for _ in range(args.runs):
-        for name, url, _root, _pids in targets(args):
+        for name, url, _root, pids in targets(args):
+            engines = engine_pids(args, name)
+            before, before_e = cpu_seconds(pids), cpu_seconds(engines)
             dt = pull(url, args.repo, args.digest, size)
             runs.setdefault(name, []).append(size / dt / 1e6)
+            if pids:
+                cpu.setdefault(name, []).append((cpu_seconds(pids) - before) / (size / 2**30))
+            if engines:
+                ecpu.setdefault(name, []).append(
+                    (cpu_seconds(engines) - before_e) / (size / 2**30))
     record(args.results, args.label, "MB/s", "higher", runs)
+    if cpu:
+        record(args.results, f"CPU time per GiB: {args.label}", "s/GiB", "lower", cpu)
+    if ecpu:
+        record(args.results, f"CPU time per GiB of the engines: {args.label}", "s/GiB", "lower",
+               ecpu)
 
 
 def cmd_push_once(args):
@@ -647,6 +698,7 @@ def run_wrk(url, path, args):
     cmd.append(url.rstrip("/") + path)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    args.last_requests = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -681,18 +733,32 @@ def run_ab_head(url, path, args, csv):
 def cmd_wrk(args):
     paths = {NAMES[0]: args.ours_path, NAMES[1]: args.ref_path or args.ours_path}
     runs = {n: {"rps": [], "p50": [], "p99": []} for n in NAMES}
+    cpu, ecpu = {}, {}
     for _ in range(args.runs):
-        for name, url, _root, _pids in targets(args):
+        for name, url, _root, pids in targets(args):
+            engines = engine_pids(args, name)
+            before, before_e = cpu_seconds(pids), cpu_seconds(engines)
             if args.head:
                 rps, p50, p99 = run_ab_head(url, paths[name], args, args.results + ".ab.csv")
             else:
                 rps, p50, p99 = run_wrk(url, paths[name], args)
+                # CPU microseconds per request (wrk only: it says how many it sent).
+                if pids:
+                    cpu.setdefault(name, []).append(
+                        (cpu_seconds(pids) - before) * 1e6 / args.last_requests)
+                if engines:
+                    ecpu.setdefault(name, []).append(
+                        (cpu_seconds(engines) - before_e) * 1e6 / args.last_requests)
             runs[name]["rps"].append(rps)
             runs[name]["p50"].append(p50)
             runs[name]["p99"].append(p99)
     for key, unit, better in (("rps", "req/s", "higher"), ("p50", "ms", "lower"), ("p99", "ms", "lower")):
         label = f"{args.label} {key if key != 'rps' else 'throughput'}"
         record(args.results, label, unit, better, {n: runs[n][key] for n in NAMES if runs[n][key]})
+    if cpu:
+        record(args.results, f"{args.label} CPU per request", "µs", "lower", cpu)
+    if ecpu:
+        record(args.results, f"{args.label} CPU per request of the engines", "µs", "lower", ecpu)
 
 
 def cmd_record(args):
@@ -738,6 +804,14 @@ def cmd_report(args):
         )
 
 
+def cpu_args(sp):
+    sp.add_argument("--ours-pids", help="processes whose CPU time to count, comma-separated "
+                    "(+PID: with its descendants)")
+    sp.add_argument("--ref-pids", help="processes whose CPU time to count, comma-separated")
+    sp.add_argument("--ours-engine-pids",
+                    help="the engines the first column runs on (counted apart), like --ours-pids")
+
+
 def main():
     global NAMES
     p = argparse.ArgumentParser(description=__doc__)
@@ -763,8 +837,7 @@ def main():
     sp.add_argument("--metric", choices=["mbps", "seconds"], default="mbps")
     sp.add_argument("--skip", action="append", help="a column to leave out")
     sp.add_argument("--fresh", action="store_true", help="new content for every upload")
-    sp.add_argument("--ours-pids", help="processes whose CPU time to count, comma-separated")
-    sp.add_argument("--ref-pids", help="processes whose CPU time to count, comma-separated")
+    cpu_args(sp)
     sp.set_defaults(fn=cmd_upload)
 
     sp = sub.add_parser("steady")
@@ -784,6 +857,7 @@ def main():
     sp.add_argument("--repo", required=True)
     sp.add_argument("--file", required=True)
     sp.add_argument("--digest", required=True)
+    cpu_args(sp)
     sp.set_defaults(fn=cmd_download)
 
     sp = sub.add_parser("wrk")
@@ -793,6 +867,7 @@ def main():
     sp.add_argument("--header", action="append")
     sp.add_argument("--head", action="store_true", help="HEAD requests, with ab (see run_ab_head)")
     sp.add_argument("--duration", default="5s")
+    cpu_args(sp)
     sp.set_defaults(fn=cmd_wrk)
 
     sp = sub.add_parser("record")

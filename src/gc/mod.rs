@@ -14,7 +14,9 @@
 //!
 //! # One collector at a time
 //! Callers make sure of it: natively a lock file held for the run (`edge-registry gc` and the
-//! server's timer take the same one, across processes).
+//! server's timer take the same one, across processes); on the scale-out store a PostgreSQL
+//! advisory lock held by the session every statement of the run goes through, across
+//! instances (`native::scale::collector`).
 //!
 //! # Safety against pushes
 //! The invariant: once a manifest PUT answered 201, everything it references stays readable

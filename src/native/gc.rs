@@ -1,7 +1,9 @@
 //! The collector natively: `edge-registry gc` runs it once (also beside a running server on
 //! the same root), and `serve --gc-interval` runs it on a timer. Both take the collector's lock
 //! file (`<root>/gc.lock`), so one collection runs at a time across processes; the storage's
-//! compare-and-set is atomic across processes too (see [`super::fs`]).
+//! compare-and-set is atomic across processes too (see [`super::fs`]). On the scale-out store
+//! (`--metadata`, `--blobs`) the lock is PostgreSQL's, across instances (see
+//! [`super::scale::collector`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +13,17 @@ use crate::gc::{self, Options, Retention};
 use crate::settings::{parse_duration, Settings};
 
 use super::fs::FsStorage;
+use super::scale::{ScaleOptions, ScaleStorage};
 use super::SystemClock;
+
+/// The store a collector runs on, and so which lock it takes.
+#[derive(Clone)]
+pub enum Collector {
+    /// The filesystem: the lock file under the root.
+    Fs(FsStorage),
+    /// The scale-out store: PostgreSQL's advisory lock, across instances.
+    Scale(Box<ScaleStorage>),
+}
 
 /// `edge-registry gc`.
 #[derive(clap::Args, Debug)]
@@ -34,6 +46,20 @@ pub struct GcArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Collect on the scale-out store: its PostgreSQL (as `serve --metadata`; needs --blobs).
+    #[arg(
+        long,
+        env = "EDGE_REGISTRY_METADATA",
+        requires = "blobs",
+        hide_env_values = true
+    )]
+    pub metadata: Option<String>,
+    /// The scale-out store's S3 bucket (as `serve --blobs`).
+    #[arg(long, env = "EDGE_REGISTRY_BLOBS", requires = "metadata")]
+    pub blobs: Option<String>,
+    /// An AWS shared-credentials file for --blobs (as `serve --blobs-credentials`).
+    #[arg(long, env = "EDGE_REGISTRY_BLOBS_CREDENTIALS")]
+    pub blobs_credentials: Option<PathBuf>,
 }
 
 /// The collector flags of `serve`.
@@ -68,39 +94,53 @@ pub fn load_retention(path: Option<&Path>) -> std::io::Result<Retention> {
 /// Runs one collection under the collector's lock; `None` when `wait` is false and another
 /// collection holds the lock.
 pub async fn collect_once(
-    storage: &FsStorage,
+    collector: &Collector,
     opts: &Options,
     wait: bool,
 ) -> Result<Option<gc::Outcome>, String> {
-    let lock = if wait {
-        let s = storage.clone();
-        tokio::task::spawn_blocking(move || s.lock_collector())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
-    } else {
-        match storage.try_lock_collector().map_err(|e| e.to_string())? {
-            Some(l) => l,
-            None => return Ok(None),
+    match collector {
+        Collector::Fs(storage) => {
+            let lock = if wait {
+                let s = storage.clone();
+                tokio::task::spawn_blocking(move || s.lock_collector())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+            } else {
+                match storage.try_lock_collector().map_err(|e| e.to_string())? {
+                    Some(l) => l,
+                    None => return Ok(None),
+                }
+            };
+            let out = gc::collect(storage, opts, &SystemClock)
+                .await
+                .map_err(|e| e.cause())?;
+            drop(lock);
+            Ok(Some(out))
         }
-    };
-    let out = gc::collect(storage, opts, &SystemClock)
-        .await
-        .map_err(|e| e.cause())?;
-    drop(lock);
-    Ok(Some(out))
+        Collector::Scale(storage) => {
+            let lock = if wait {
+                storage.lock_collector().await.map_err(|e| e.to_string())?
+            } else {
+                match storage
+                    .try_lock_collector()
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(l) => l,
+                    None => return Ok(None),
+                }
+            };
+            let out = gc::collect(lock.storage(), opts, &SystemClock).await;
+            lock.release().await;
+            out.map(Some).map_err(|e| e.cause())
+        }
+    }
 }
 
 /// `edge-registry gc`: one collection; prints the report.
 pub fn run(args: GcArgs) -> std::io::Result<()> {
     let retention = load_retention(args.retention.as_deref())?;
-    if !args.root.join("meta").is_dir() {
-        return Err(invalid(format!(
-            "--root {}: no registry there",
-            args.root.display()
-        )));
-    }
-    let storage = FsStorage::open_shared(&args.root)?;
     let opts = Options {
         grace: args.grace,
         delete_untagged: args.delete_untagged,
@@ -111,8 +151,31 @@ pub fn run(args: GcArgs) -> std::io::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let collector = match (&args.metadata, &args.blobs) {
+        (Some(metadata), Some(blobs)) => {
+            let options = ScaleOptions {
+                metadata: metadata.clone(),
+                blobs: blobs.clone(),
+                credentials_file: args.blobs_credentials.clone(),
+                pool_size: 2,
+            };
+            let store = rt
+                .block_on(ScaleStorage::open(&options))
+                .map_err(std::io::Error::other)?;
+            Collector::Scale(Box::new(store))
+        }
+        _ => {
+            if !args.root.join("meta").is_dir() {
+                return Err(invalid(format!(
+                    "--root {}: no registry there",
+                    args.root.display()
+                )));
+            }
+            Collector::Fs(FsStorage::open_shared(&args.root)?)
+        }
+    };
     let out = rt
-        .block_on(collect_once(&storage, &opts, true))
+        .block_on(collect_once(&collector, &opts, true))
         .map_err(std::io::Error::other)?
         .ok_or_else(|| std::io::Error::other("the collector's lock was not taken"))?;
     if args.json {
@@ -149,7 +212,7 @@ pub fn serve_options(settings: &Settings, flags: &ServeGc) -> std::io::Result<Op
 /// What the server does with each finished collection (notifications, metrics).
 pub type OnRun = Box<dyn Fn(&crate::gc::Report, &[crate::event::Event]) + Send + Sync>;
 
-pub fn spawn_periodic(storage: FsStorage, interval: u64, opts: Options, on_run: OnRun) {
+pub fn spawn_periodic(storage: Collector, interval: u64, opts: Options, on_run: OnRun) {
     let opts = Arc::new(opts);
     tokio::spawn(async move {
         loop {

@@ -28,8 +28,9 @@ impl<S: Storage> Registry<S> {
             Error::new(ErrorCode::ManifestUnknown)
                 .with_detail(serde_json::json!({ "reference": reference }))
         })?;
-        let found = self.store.resolve(name, &reference).await?;
-        self.serve_manifest(cx, name, &reference, &found, head)
+        // A GET's bytes come with the lookup where the backend can (one round trip).
+        let (found, body) = self.store.lookup(name, &reference, !head).await?;
+        self.serve_manifest_with(cx, name, &reference, &found, head, body)
             .await
     }
 
@@ -42,6 +43,21 @@ impl<S: Storage> Registry<S> {
         found: &crate::repo::manifests::Resolved,
         head: bool,
     ) -> Result<Response<Body>> {
+        self.serve_manifest_with(cx, name, reference, found, head, None)
+            .await
+    }
+
+    /// [`Registry::serve_manifest`] with the bytes [`crate::repo::Store::lookup`] may have
+    /// read already.
+    async fn serve_manifest_with(
+        &self,
+        cx: &mut Ctx<'_>,
+        name: &Name,
+        reference: &Reference,
+        found: &crate::repo::manifests::Resolved,
+        head: bool,
+        prefetched: Option<Option<Body>>,
+    ) -> Result<Response<Body>> {
         let b = response(StatusCode::OK)
             .header(header::CONTENT_TYPE, &found.record.media_type)
             .header(header::CONTENT_LENGTH, found.record.size)
@@ -52,7 +68,7 @@ impl<S: Storage> Registry<S> {
         }
         let body = self
             .store
-            .read_manifest(name, reference, found, &mut cx.events)
+            .read_manifest(name, reference, found, prefetched, &mut cx.events)
             .await?;
         self.store.note_pull(name, found, cx.now / 86_400).await;
         Ok(finish(b, body))

@@ -20,10 +20,17 @@ pub fn blob_link(name: &Name, digest: &Digest) -> String {
 /// The record of a manifest revision in a repository: its media type, size and subject.
 pub fn manifest(name: &Name, digest: &Digest) -> String {
     format!(
-        "repositories/{name}/_manifests/{}/{}",
+        "{}/{}/{}",
+        manifests_root(name),
         digest.algorithm().as_str(),
         digest.hex()
     )
+}
+
+/// The folder of a repository's manifest records: the record of `<alg>:<hex>` is
+/// `<this>/<alg>/<hex>` (as [`crate::storage::Storage::lookup_manifest`] finds it).
+pub fn manifests_root(name: &Name) -> String {
+    format!("repositories/{name}/_manifests")
 }
 
 pub fn tags_dir(name: &Name) -> String {
@@ -75,7 +82,7 @@ pub fn upload(id: &str) -> String {
 
 /// The folder of a repository's manifest records of one algorithm (for the collector).
 pub fn manifests_dir(name: &Name, alg: crate::digest::Algorithm) -> String {
-    format!("repositories/{name}/_manifests/{}", alg.as_str())
+    format!("{}/{}", manifests_root(name), alg.as_str())
 }
 
 /// The folder of a repository's blob links of one algorithm (for the collector).

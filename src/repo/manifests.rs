@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event::{Event, Events};
 use crate::manifest::Manifest;
 use crate::names::{Name, Reference, Tag};
-use crate::storage::{Freshness, Storage};
+use crate::storage::{Freshness, ManifestKey, Storage};
 
 /// What a repository keeps of a manifest revision, beside its bytes in the blob store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,25 +75,49 @@ impl<S: Storage> Store<S> {
 
     /// The manifest a reference names in the repository; MANIFEST_UNKNOWN when there is none.
     pub async fn resolve(&self, name: &Name, reference: &Reference) -> Result<Resolved> {
+        Ok(self.lookup(name, reference, false).await?.0)
+    }
+
+    /// [`Store::resolve`], and with `read` the manifest's bytes too when the backend reads
+    /// them in the same go ([`Storage::lookup_manifest`]: the scale-out store answers a GET in
+    /// one statement): `Some(body)` then, for [`Store::read_manifest`].
+    pub async fn lookup(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        read: bool,
+    ) -> Result<(Resolved, Option<Option<Body>>)> {
+        let tag_key;
+        let key = match reference {
+            Reference::Digest(d) => ManifestKey::Digest(d),
+            Reference::Tag(t) => {
+                tag_key = keys::tag(name, t);
+                ManifestKey::Tag(&tag_key)
+            }
+        };
+        let found = self
+            .storage
+            .lookup_manifest(key, &keys::manifests_root(name), read)
+            .await?;
+        let target = found.target.ok_or_else(|| manifest_unknown(reference))?;
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => self
-                .tag_target(name, t)
-                .await?
-                .ok_or_else(|| manifest_unknown(reference))?,
+            Reference::Tag(t) => std::str::from_utf8(&target)
+                .ok()
+                .and_then(|text| Digest::parse(text).ok())
+                .ok_or_else(|| Error::internal(format!("corrupt tag {name}:{t}")))?,
         };
-        let (raw, version) = self
-            .storage
-            .get_versioned(&keys::manifest(name, &digest))
-            .await?
-            .ok_or_else(|| manifest_unknown(reference))?;
+        let (raw, version) = found.record.ok_or_else(|| manifest_unknown(reference))?;
         let record: ManifestRecord = serde_json::from_slice(&raw)
             .map_err(|_| Error::internal(format!("corrupt manifest record {name}@{digest}")))?;
-        Ok(Resolved {
-            digest,
-            record,
-            version,
-        })
+        Ok((
+            Resolved {
+                digest,
+                record,
+                version,
+            },
+            found.body,
+        ))
     }
 
     /// Records that a manifest was pulled on `day`, unless it already was that day: at most
@@ -115,19 +139,25 @@ impl<S: Storage> Store<S> {
         }
     }
 
-    /// The bytes of a resolved manifest, emitting a pull.
+    /// The bytes of a resolved manifest (unless [`Store::lookup`] read them already:
+    /// `prefetched`), emitting a pull.
     pub async fn read_manifest(
         &self,
         name: &Name,
         reference: &Reference,
         found: &Resolved,
+        prefetched: Option<Option<Body>>,
         events: &mut Events,
     ) -> Result<Body> {
-        let body = self
-            .storage
-            .blob_read(&found.digest, 0, found.record.size)
-            .await?
-            .ok_or_else(|| manifest_unknown(reference))?;
+        let body = match prefetched {
+            Some(body) => body,
+            None => {
+                self.storage
+                    .blob_read(&found.digest, 0, found.record.size)
+                    .await?
+            }
+        }
+        .ok_or_else(|| manifest_unknown(reference))?;
         events.push(Event::ManifestPulled {
             repo: name.clone(),
             digest: found.digest.clone(),

@@ -114,6 +114,42 @@ pub trait Storage: MaybeSendSync + 'static {
     /// walk may be spread over many invocations. What a cursor the backend did not make gives
     /// is undefined (an error, or some page).
     async fn list_blobs(&self, cursor: Option<&str>, limit: usize) -> StorageResult<BlobPage>;
+    /// A manifest GET's reads, in as few round trips as the backend can: the digest the tag
+    /// holds (or the digest asked for), the versioned small object `<records>/<alg>/<hex>` of
+    /// that digest (its record), and, when `read`, the blob's bytes (all of them). The default
+    /// reads the tag, then the record, and leaves the bytes to the caller
+    /// ([`ManifestLookup::body`] `None`); the scale-out store answers all three in one
+    /// statement.
+    async fn lookup_manifest(
+        &self,
+        key: ManifestKey<'_>,
+        records: &str,
+        read: bool,
+    ) -> StorageResult<ManifestLookup> {
+        let _ = read;
+        let target = match key {
+            ManifestKey::Tag(tag) => match self.get(tag).await? {
+                Some(t) => t,
+                None => return Ok(ManifestLookup::default()),
+            },
+            ManifestKey::Digest(d) => Bytes::from(d.to_string()),
+        };
+        let digest = std::str::from_utf8(&target)
+            .ok()
+            .and_then(|t| Digest::parse(t).ok());
+        let record = match digest {
+            Some(d) => {
+                self.get_versioned(&format!("{records}/{}/{}", d.algorithm().as_str(), d.hex()))
+                    .await?
+            }
+            None => None,
+        };
+        Ok(ManifestLookup {
+            target: Some(target),
+            record,
+            body: None,
+        })
+    }
     /// Removes a blob and every byte stored for it (for an upload committed into place, the
     /// upload's bytes too), so that afterwards [`Storage::blob_size`] and
     /// [`Storage::blob_read`] answer `None` and [`Storage::list_blobs`] omits it. Removing a
@@ -166,6 +202,28 @@ pub trait Storage: MaybeSendSync + 'static {
     /// backend can see. A backend may omit an upload whose bytes it cannot list (R2: one whose
     /// bytes are all in parts of an unfinished multipart upload, which R2 aborts by itself).
     async fn list_upload_data(&self) -> StorageResult<Vec<UploadData>>;
+}
+
+/// The manifest [`Storage::lookup_manifest`] looks up.
+#[derive(Debug, Clone, Copy)]
+pub enum ManifestKey<'a> {
+    /// By tag: the small object at this key holds the manifest's digest.
+    Tag(&'a str),
+    /// By digest.
+    Digest(&'a Digest),
+}
+
+/// What [`Storage::lookup_manifest`] found.
+#[derive(Default)]
+pub struct ManifestLookup {
+    /// What the tag holds (a digest, as text), or the digest asked for; `None` when the tag
+    /// does not exist.
+    pub target: Option<Bytes>,
+    /// The record and its version, when the target is a digest and it has one.
+    pub record: Option<(Bytes, String)>,
+    /// When asked to read and the backend read the bytes in the same go, the blob's bytes
+    /// (`Some(None)`: the blob is not stored); `None` leaves them to [`Storage::blob_read`].
+    pub body: Option<Option<Body>>,
 }
 
 /// How current a [`Storage::list`] answer must be.

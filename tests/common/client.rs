@@ -220,6 +220,57 @@ impl Client {
         Ok(d)
     }
 
+    /// Pushes an image while a collector may be running: HEADs each blob and uploads what is
+    /// missing, then PUTs the manifest; again when the collector took a blob in between (400
+    /// MANIFEST_BLOB_UNKNOWN, or 429 on the upload). Returns how many PUTs were refused.
+    pub async fn push_racing_collector(
+        &self,
+        name: &str,
+        tag: &str,
+        blobs: &[Bytes],
+        manifest: &Bytes,
+    ) -> u32 {
+        for refused in 0..50 {
+            for b in blobs {
+                let d = sha256(b);
+                if self
+                    .head(&format!("/v2/{name}/blobs/{d}"))
+                    .send()
+                    .await
+                    .status
+                    != StatusCode::OK
+                {
+                    let r = self
+                        .post(&format!("/v2/{name}/blobs/uploads/?digest={d}"))
+                        .body(b.clone())
+                        .send()
+                        .await;
+                    assert!(
+                        r.status == StatusCode::CREATED
+                            || r.status == StatusCode::TOO_MANY_REQUESTS,
+                        "upload: {} {}",
+                        r.status,
+                        r.text()
+                    );
+                }
+            }
+            let r = self
+                .put_manifest(name, tag, OCI_MANIFEST, manifest.clone())
+                .await;
+            if r.status == StatusCode::CREATED {
+                return refused;
+            }
+            assert_eq!(
+                r.code(),
+                "MANIFEST_BLOB_UNKNOWN",
+                "manifest PUT: {} {}",
+                r.status,
+                r.text()
+            );
+        }
+        panic!("{name}:{tag} refused 50 times");
+    }
+
     /// Pushes a config, one layer and an image manifest for them (with the keys of `extra`)
     /// tagged `tag`; returns the manifest's bytes and digest.
     pub async fn push_image(

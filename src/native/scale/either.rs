@@ -8,7 +8,8 @@ use crate::body::{Body, ByteStream};
 use crate::digest::Digest;
 use crate::native::fs::FsStorage;
 use crate::storage::{
-    BlobPage, DirectPut, Freshness, SessionGuard, Storage, StorageResult, UploadData, UploadWriter,
+    BlobPage, DirectPut, Freshness, ManifestKey, ManifestLookup, SessionGuard, Storage,
+    StorageResult, UploadData, UploadWriter,
 };
 
 #[derive(Clone)]
@@ -76,6 +77,14 @@ impl Storage for NativeStorage {
     }
     async fn blob_delete(&self, digest: &Digest) -> StorageResult<()> {
         both!(self, s => s.blob_delete(digest).await)
+    }
+    async fn lookup_manifest(
+        &self,
+        key: ManifestKey<'_>,
+        records: &str,
+        read: bool,
+    ) -> StorageResult<ManifestLookup> {
+        both!(self, s => s.lookup_manifest(key, records, read).await)
     }
     async fn lock_session(&self, id: &str) -> Box<dyn SessionGuard> {
         both!(self, s => s.lock_session(id).await)

@@ -26,7 +26,19 @@
 //! requests of one session are serialised across instances by a PostgreSQL advisory lock
 //! held for the request (released by PostgreSQL itself when an instance dies), and its state
 //! is saved by compare-and-set on top, so of racing chunks exactly one lands.
+//!
+//! The garbage collector runs over this store like any other, one at a time across instances
+//! under a PostgreSQL advisory lock ([`collector`]). What its protocol needs holds here:
+//! [`Storage::get_versioned`] and [`Storage::put_if`] are one `SELECT` and one conditional
+//! `UPDATE` of a row (PostgreSQL re-checks the condition on the newest row version, so a
+//! compare-and-set is atomic across instances), versions never come back (a sequence), every
+//! statement commits on its own and is seen by the next statement of any instance, and
+//! [`Storage::blob_delete`] deletes the row before the bytes.
+//!
+//! A manifest GET is one statement ([`Storage::lookup_manifest`]: the tag, the record and the
+//! blob's row joined), then the S3 GET.
 
+pub mod collector;
 mod either;
 pub mod pg;
 pub mod s3;
@@ -41,8 +53,8 @@ use bytes::Bytes;
 use crate::body::{Body, ByteStream};
 use crate::digest::{Algorithm, Digest};
 use crate::storage::{
-    BlobInfo, BlobPage, Freshness, SessionGuard, Storage, StorageError, StorageResult, UploadData,
-    UploadWriter,
+    BlobInfo, BlobPage, Freshness, ManifestKey, ManifestLookup, SessionGuard, Storage,
+    StorageError, StorageResult, UploadData, UploadWriter,
 };
 
 use pg::{bounded, Db};
@@ -458,6 +470,74 @@ impl Storage for ScaleStorage {
             None
         };
         Ok(BlobPage { blobs, next })
+    }
+
+    /// One statement: the tag (or the digest), the record with its version, and the blob's
+    /// row; then, for a GET, the bytes from S3 straight away.
+    async fn lookup_manifest(
+        &self,
+        key: ManifestKey<'_>,
+        records: &str,
+        read: bool,
+    ) -> StorageResult<ManifestLookup> {
+        let c = self.db.client().await?;
+        let row = match key {
+            ManifestKey::Tag(tag) => {
+                // A tag holds `alg:hex`; its record is `<records>/alg/hex` (`escape`: any
+                // bytes read as text, so a corrupt tag is the core's to report).
+                let st = bounded(c.prepare_cached(
+                    "SELECT t.value, r.value, r.version, b.size, b.location \
+                     FROM er_objects t \
+                     LEFT JOIN er_objects r \
+                       ON r.key = $2 || '/' || replace(encode(t.value, 'escape'), ':', '/') \
+                     LEFT JOIN er_blobs b ON b.digest = encode(t.value, 'escape') \
+                     WHERE t.key = $1",
+                ))
+                .await?;
+                self.db.count();
+                bounded(c.query_opt(&st, &[&tag, &records])).await?
+            }
+            ManifestKey::Digest(d) => {
+                let record = format!("{records}/{}/{}", d.algorithm().as_str(), d.hex());
+                let st = bounded(c.prepare_cached(
+                    "SELECT $1::text::bytea, r.value, r.version, b.size, b.location \
+                     FROM (SELECT $1::text AS d) q \
+                     LEFT JOIN er_objects r ON r.key = $2 \
+                     LEFT JOIN er_blobs b ON b.digest = q.d",
+                ))
+                .await?;
+                self.db.count();
+                bounded(c.query_opt(&st, &[&d.to_string(), &record])).await?
+            }
+        };
+        drop(c);
+        let Some(row) = row else {
+            return Ok(ManifestLookup::default());
+        };
+        let target = Bytes::from(row.get::<_, Vec<u8>>(0));
+        let record = row
+            .get::<_, Option<Vec<u8>>>(1)
+            .zip(row.get::<_, Option<i64>>(2))
+            .map(|(v, version)| (Bytes::from(v), version.to_string()));
+        let blob = row
+            .get::<_, Option<i64>>(3)
+            .zip(row.get::<_, Option<String>>(4));
+        let body = match (read, &record, blob) {
+            (true, Some(_), None) => Some(None),
+            (true, Some(_), Some((0, _))) => Some(Some(Body::Empty)),
+            (true, Some(_), Some((size, location))) => Some(
+                self.s3
+                    .get_range(&location, 0, size as u64)
+                    .await?
+                    .map(Body::Stream),
+            ),
+            _ => None,
+        };
+        Ok(ManifestLookup {
+            target: Some(target),
+            record,
+            body,
+        })
     }
 
     async fn blob_delete(&self, digest: &Digest) -> StorageResult<()> {

@@ -55,6 +55,68 @@ pub struct Db {
     locks: Pool,
     /// Statements sent, for measuring (round trips per request).
     pub round_trips: Arc<AtomicU64>,
+    /// A collector's store: every statement goes to the one connection that holds the
+    /// collector's lock (see [`super::collector`]).
+    pinned: Option<Pinned>,
+}
+
+/// The connection a collector holds its lock on, shared by its statements; `None` once
+/// released.
+pub type Pinned = Arc<tokio::sync::Mutex<Option<Dedicated>>>;
+
+/// A connection taken out of its pool for good: dropping it closes it, which makes
+/// PostgreSQL release whatever advisory lock its session holds. It never goes back to a pool
+/// with a lock held.
+pub struct Dedicated(Option<Object>);
+
+impl Dedicated {
+    pub fn new(conn: Object) -> Self {
+        Dedicated(Some(conn))
+    }
+
+    fn object(&mut self) -> Option<&mut Object> {
+        self.0.as_mut()
+    }
+
+    /// Returns the connection to its pool: only when its session holds no lock.
+    pub fn give_back(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// A connection for statements: from the pool, or a collector's own. (The pooled one, the
+/// usual, is the large variant; boxing it would cost an allocation per statement.)
+#[allow(clippy::large_enum_variant)]
+pub enum Conn {
+    Pooled(Object),
+    Pinned(tokio::sync::OwnedMappedMutexGuard<Option<Dedicated>, Object>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        match self {
+            Conn::Pooled(o) => o,
+            Conn::Pinned(g) => g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Object {
+        match self {
+            Conn::Pooled(o) => o,
+            Conn::Pinned(g) => &mut *g,
+        }
+    }
 }
 
 /// An error with its causes, on one line ("error connecting to server: Connection refused").
@@ -156,6 +218,7 @@ impl Db {
             pool: build_pool(config, size)?,
             locks: build_pool(config, size * 2)?,
             round_trips: Arc::default(),
+            pinned: None,
         };
         let mut client = db.pool.get().await.map_err(|e| {
             // The pool's error wraps the connection's, which says what is wrong (refused,
@@ -175,9 +238,24 @@ impl Db {
         Ok(db)
     }
 
-    /// A connection for statements.
-    pub async fn client(&self) -> StorageResult<Object> {
-        self.pool.get().await.map_err(pool_error)
+    /// A connection for statements (a collector's store: its own connection, one statement
+    /// at a time).
+    pub async fn client(&self) -> StorageResult<Conn> {
+        let Some(pinned) = &self.pinned else {
+            return self.pool.get().await.map(Conn::Pooled).map_err(pool_error);
+        };
+        let guard = pinned.clone().lock_owned().await;
+        tokio::sync::OwnedMutexGuard::try_map(guard, |d| d.as_mut().and_then(Dedicated::object))
+            .map(Conn::Pinned)
+            .map_err(|_| StorageError::unavailable("PostgreSQL: the collector's lock was released"))
+    }
+
+    /// The same database with every statement on `conn` (a collector's).
+    pub fn pinned_to(&self, conn: Pinned) -> Db {
+        Db {
+            pinned: Some(conn),
+            ..self.clone()
+        }
     }
 
     /// A connection for a session lock.
@@ -216,4 +294,25 @@ async fn migrate(client: &mut Object) -> Result<(), tokio_postgres::Error> {
         tracing::info!(version, "PostgreSQL schema migrated");
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    /// A URL that asks for TLS is refused at start, never served in plain text.
+    #[test]
+    fn a_url_asking_for_tls_is_refused() {
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://u:secret@db.internal:5432/registry?sslmode={mode}");
+            let err = parse_url(&url).expect_err(mode);
+            assert!(err.starts_with("--metadata: "), "{err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        for mode in ["disable", "prefer"] {
+            let url = format!("postgres://u@db.internal/registry?sslmode={mode}");
+            assert!(parse_url(&url).is_ok(), "{mode}");
+        }
+        assert!(parse_url("postgres://u@db.internal/registry").is_ok());
+    }
 }
