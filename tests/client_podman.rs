@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::content::{sha256, OCI_MANIFEST};
 use common::image::{get, run, run_fails, run_stdout, Layout, BUSYBOX, MARKER_PATH};
