@@ -18,7 +18,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::content::{self, sha256, MIB};
-use common::image::{run, Layout};
+use common::image::{run, run_stdout, Layout};
+use common::ops::{free_addr, Scrape};
+use common::podman::{last_line, Podman};
 use common::upstream_proxy::{Mode, UpstreamProxy};
 use common::{write_accounts, Client, Server, ALICE};
 use edge_registry::digest::{Algorithm, Hasher};
@@ -109,6 +111,17 @@ async fn pull_blob(c: &Client, name: &str, d: &str) -> Result<(u64, String), Str
     Ok((n, h.finish().to_string()))
 }
 
+/// The mirror's metrics, scraped from `--metrics-listen addr`.
+async fn scrape_metrics(addr: std::net::SocketAddr) -> Scrape {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Scrape::parse(&text)
+}
+
 fn manifest_digest(r: &common::Response) -> String {
     r.header("docker-content-digest")
         .unwrap_or_default()
@@ -130,12 +143,17 @@ async fn a_token_upstream_behind_a_cdn() {
     let dir = tmp.path();
     let upstream = token_upstream(dir);
     let proxy = UpstreamProxy::start(&upstream.url, Some(basic_header(ALICE))).await;
+    // Docker Hub's rate-limit headers, with manifests.
+    proxy.set_rate_limit(Some((76, 100)));
     std::fs::write(
         dir.join("mirror-credentials"),
         format!("up.test {} {}\n", ALICE.0, ALICE.1),
     )
     .unwrap();
+    let metrics = free_addr();
     let m = mirror(&[
+        "--metrics-listen".into(),
+        metrics.to_string(),
         "--mirror".into(),
         format!("up.test={}", proxy.url),
         "--mirror-credentials".into(),
@@ -160,6 +178,24 @@ async fn a_token_upstream_behind_a_cdn() {
             Some(&creds),
         );
     }
+
+    // podman pulls through the mirror as the README's registries.conf sets it up: by tag (the
+    // index, resolved to linux/amd64) and by digest. `up.example` itself does not resolve.
+    let podman = Podman::new();
+    podman.set_registries_conf(&format!(
+        "unqualified-search-registries = []\n\n[[registry]]\nprefix = \"up.example\"\nlocation = \"up.example\"\n\n[[registry.mirror]]\nlocation = \"{}/up.test\"\ninsecure = true\n",
+        m.host()
+    ));
+    let out = run_stdout(podman.transfer("pull").arg("up.example/lib/app:multi"));
+    let id = last_line(&out);
+    assert_eq!(format!("sha256:{id}"), layout.config_digest("v1"));
+    let out = run_stdout(
+        podman
+            .transfer("pull")
+            .arg(format!("up.example/lib/app@{amd64}")),
+    );
+    assert_eq!(last_line(&out), id);
+    assert!(proxy.blob_gets() > 0, "podman's pull went upstream");
 
     // skopeo pulls the index through the mirror, by tag, and gets the same digests.
     let out = dir.join("pulled");
@@ -190,6 +226,19 @@ async fn a_token_upstream_behind_a_cdn() {
         "no authorized manifest request: {seen:?}"
     );
     let first_blob_gets = proxy.blob_gets();
+    // The upstream's rate limit, in the metrics.
+    let scrape = scrape_metrics(metrics).await;
+    let rl = |s: &Scrape, which: &str| {
+        s.get(&format!(
+            "edge_registry_mirror_upstream_ratelimit_{which}{{mirror=\"up.test\"}}"
+        ))
+    };
+    assert_eq!(
+        (rl(&scrape, "remaining"), rl(&scrape, "limit")),
+        (76.0, 100.0),
+        "{}",
+        scrape.text
+    );
     println!(
         "first pull: {first_blob_gets} upstream blob GETs, {} requests",
         seen.len()
@@ -275,6 +324,28 @@ async fn a_token_upstream_behind_a_cdn() {
     r.expect(StatusCode::OK);
     assert_eq!(manifest_digest(&r), moved, "not moved after the TTL");
     assert_eq!(sha256(&r.body), moved);
+
+    // A rate limit nearly spent (a tenth left): a cached tag past its TTL (`multi`) is served
+    // without asking upstream; the metrics show the budget.
+    proxy.set_rate_limit(Some((5, 100)));
+    get_manifest(&mc, "up.test/lib/app", "never-pushed")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    proxy.reset();
+    let r = get_manifest(&mc, "up.test/lib/app", "multi").await;
+    r.expect(StatusCode::OK);
+    assert_eq!(manifest_digest(&r), index);
+    assert_eq!(proxy.seen().len(), 0, "{:?}", proxy.seen());
+    let scrape = scrape_metrics(metrics).await;
+    assert_eq!(
+        (rl(&scrape, "remaining"), rl(&scrape, "limit")),
+        (5.0, 100.0)
+    );
+    // Back to plenty (seen on the next upstream answer).
+    proxy.set_rate_limit(Some((76, 100)));
+    get_manifest(&mc, "up.test/lib/app", "never-pushed")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
 
     // Tags, referrers, the catalog.
     // (the upstream's list: `arm` was only in the layout)
@@ -363,6 +434,28 @@ async fn a_token_upstream_behind_a_cdn() {
     let ok = pull_blob(&mc, "up.test/lib/app", &ld).await.unwrap();
     assert_eq!(ok.1, ld);
     assert_eq!(proxy.blob_gets(), 2, "cached once it verified");
+
+    // A Range GET on a miss is passed through (by way of the CDN) and not cached: the whole
+    // blob is fetched when it is asked for.
+    let ranged = content::fresh(MIB);
+    let rd = upc.push_blob("lib/app", ranged.clone()).await;
+    proxy.reset();
+    let r = mc
+        .get(&format!("/v2/up.test/lib/app/blobs/{rd}"))
+        .header("Range", "bytes=100-199")
+        .send()
+        .await;
+    r.expect(StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], &ranged[100..200]);
+    assert_eq!(proxy.blob_gets(), 1, "{:?}", proxy.seen());
+    let ok = pull_blob(&mc, "up.test/lib/app", &rd).await.unwrap();
+    assert_eq!(ok, (ranged.len() as u64, rd.clone()));
+    assert_eq!(
+        proxy.blob_gets(),
+        2,
+        "the range was cached: {:?}",
+        proxy.seen()
+    );
 
     // Bad manifests upstream: a digest not asked for, a wrong Content-Type, over 4 MiB.
     // Each is refused and nothing is cached.

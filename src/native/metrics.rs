@@ -41,6 +41,12 @@ struct EventLabel {
     event: &'static str,
 }
 
+/// A mirror's prefix: configuration, so bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabel {
+    mirror: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabel {
     endpoint: u16,
@@ -73,6 +79,8 @@ pub struct Metrics {
     mirror_hits: Counter,
     mirror_misses: Counter,
     mirror_errors: Counter,
+    mirror_ratelimit_remaining: Family<MirrorLabel, Gauge>,
+    mirror_ratelimit_limit: Family<MirrorLabel, Gauge>,
     /// Read at every scrape: the process's total of failed logins ([`crate::auth::Access`]).
     failed_login_source: Mutex<Option<Arc<crate::auth::Access>>>,
 }
@@ -106,6 +114,8 @@ impl Metrics {
             mirror_hits: Counter::default(),
             mirror_misses: Counter::default(),
             mirror_errors: Counter::default(),
+            mirror_ratelimit_remaining: Family::default(),
+            mirror_ratelimit_limit: Family::default(),
             failed_login_source: Mutex::new(None),
             registry: Registry::default(),
         };
@@ -195,6 +205,16 @@ impl Metrics {
             "mirror_upstream_errors",
             "Mirror requests whose upstream failed",
             m.mirror_errors.clone(),
+        );
+        r.register(
+            "mirror_upstream_ratelimit_remaining",
+            "Pulls the upstream last said are left (its ratelimit-remaining), by mirror prefix",
+            m.mirror_ratelimit_remaining.clone(),
+        );
+        r.register(
+            "mirror_upstream_ratelimit_limit",
+            "The upstream's last ratelimit-limit, by mirror prefix",
+            m.mirror_ratelimit_limit.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -323,6 +343,20 @@ impl Metrics {
 
     pub fn mirror_upstream_error(&self) {
         self.mirror_errors.inc();
+    }
+
+    /// The rate limit a mirror's upstream last reported (`mirror` is its configured prefix).
+    pub fn mirror_rate_limit(&self, mirror: &str, remaining: u64, limit: u64) {
+        let label = MirrorLabel {
+            mirror: mirror.to_string(),
+        };
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.mirror_ratelimit_remaining
+            .get_or_create(&label)
+            .set(clamp(remaining));
+        self.mirror_ratelimit_limit
+            .get_or_create(&label)
+            .set(clamp(limit));
     }
 
     /// The metrics in the Prometheus (OpenMetrics) text format.

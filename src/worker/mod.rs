@@ -308,6 +308,7 @@ pub async fn fetch(
             events: &outcome.events,
             user: outcome.user.as_deref(),
             failed_logins,
+            mirror: outcome.response.extensions().get::<crate::mirror::Report>(),
         },
     );
     let mut resp = from_core(outcome.response)?;

@@ -64,6 +64,8 @@ pub struct Answered<'a> {
     pub user: Option<&'a str>,
     /// Logins this request was refused for a wrong user or password (0 or 1).
     pub failed_logins: u64,
+    /// What a mirrored request did (its mirror, the upstream's rate limit).
+    pub mirror: Option<&'a crate::mirror::Report>,
 }
 
 /// Logs the request, writes its data point, and queues its notifications (after the response,
@@ -71,7 +73,7 @@ pub struct Answered<'a> {
 pub fn after(env: &Env, ctx: &Context, seen: Seen, a: Answered<'_>) {
     let ms = worker::Date::now().as_millis() as f64 - seen.start_ms;
     // The native server's fields; never a header, a credential or a query.
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "level": "INFO",
         "message": "request",
         "method": seen.record.method,
@@ -82,9 +84,21 @@ pub fn after(env: &Env, ctx: &Context, seen: Seen, a: Answered<'_>) {
         "bytes_out": a.bytes_out,
         "ms": ms,
     });
+    // A mirrored request: its mirror (a configured prefix) and the upstream's rate limit.
+    let rate_limit = a.mirror.and_then(|m| m.rate_limit);
+    if let Some(m) = a.mirror {
+        line["mirror"] = m.mirror.clone().into();
+    }
+    if let Some(rl) = rate_limit {
+        line["ratelimit_remaining"] = rl.remaining.into();
+        line["ratelimit_limit"] = rl.limit.into();
+    }
     worker::console_log!("{line}");
     if let Ok(ds) = env.analytics_engine(ANALYTICS) {
         let status = a.status.to_string();
+        // Unknown rate limits are -1.
+        let (remaining, limit) =
+            rate_limit.map_or((-1.0, -1.0), |rl| (rl.remaining as f64, rl.limit as f64));
         let point = worker::AnalyticsEngineDataPointBuilder::new()
             .indexes([a.op])
             .add_blob(a.op)
@@ -96,6 +110,9 @@ pub fn after(env: &Env, ctx: &Context, seen: Seen, a: Answered<'_>) {
             .add_double(ms)
             .add_double(a.events.len() as f64)
             .add_double(a.failed_logins as f64)
+            .add_blob(a.mirror.map_or("", |m| m.mirror.as_str()))
+            .add_double(remaining)
+            .add_double(limit)
             .build();
         if let Err(e) = ds.write_data_point(&point) {
             worker::console_warn!("analytics data point not written: {e}");

@@ -17,6 +17,7 @@ pub mod content;
 pub mod engines;
 pub mod image;
 pub mod ops;
+pub mod podman;
 pub mod target;
 pub mod upstream_proxy;
 

@@ -58,6 +58,8 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     client: reqwest::Client,
     cdn_url: Mutex<String>,
+    /// `ratelimit-remaining` / `ratelimit-limit` sent with manifests, as Docker Hub does.
+    rate_limit: Mutex<Option<(u64, u64)>>,
 }
 
 pub struct UpstreamProxy {
@@ -106,6 +108,7 @@ impl UpstreamProxy {
                 .build()
                 .unwrap(),
             cdn_url: Mutex::new(cdn_url.clone()),
+            rate_limit: Mutex::default(),
         });
         let tasks = vec![
             tokio::spawn(accept(main, state.clone(), false)),
@@ -126,6 +129,11 @@ impl UpstreamProxy {
     /// Whether blob GETs are redirected to the CDN port (on by default).
     pub fn set_redirect(&self, on: bool) {
         self.state.redirect.store(on, Ordering::SeqCst);
+    }
+
+    /// Sends Docker Hub's rate-limit headers with manifests: (remaining, limit).
+    pub fn set_rate_limit(&self, rl: Option<(u64, u64)>) {
+        *self.state.rate_limit.lock().unwrap() = rl;
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -287,6 +295,13 @@ async fn answer(
             continue;
         }
         out = out.header(k, v);
+    }
+    if let Some((remaining, limit)) = *state.rate_limit.lock().unwrap() {
+        if path.contains("/manifests/") {
+            out = out
+                .header("ratelimit-limit", format!("{limit};w=21600"))
+                .header("ratelimit-remaining", format!("{remaining};w=21600"));
+        }
     }
     if manifest && mode == Mode::Oversize && method == "GET" {
         // A manifest of 5 MiB: the real one, then spaces (still JSON).
