@@ -388,13 +388,22 @@ impl TargetRef<'_> {
             .optional("fromRepository", self.from_repository);
         if let (Some((base, kind)), Some(d)) = (self.url, self.digest) {
             o = o.with("url", |out| {
+                // Only the base may hold what JSON escapes: a repository name (its grammar),
+                // the kind and a digest never do, so the path is copied as it is.
                 out.push(b'"');
-                for part in [base, "/v2/", self.repository, "/", kind, "/"] {
-                    json_contents(out, part);
+                json_contents(out, base);
+                for part in [
+                    "/v2/",
+                    self.repository,
+                    "/",
+                    kind,
+                    "/",
+                    d.algorithm().as_str(),
+                ] {
+                    out.extend_from_slice(part.as_bytes());
                 }
-                json_contents(out, d.algorithm().as_str());
                 out.push(b':');
-                json_contents(out, d.hex());
+                out.extend_from_slice(d.hex().as_bytes());
                 out.push(b'"');
             });
         }
