@@ -351,7 +351,7 @@ fn serve(s: Serve) -> std::io::Result<()> {
                         .cloned()
                         .partition(|e| matches!(e, edge_registry::event::Event::TagExpired { .. }));
                     for (actor, events) in [("retention", expired), ("gc", collected)] {
-                        n.publish(&events, Default::default(), None, Some(actor.into()), now);
+                        n.publish(&events, &Default::default(), Some(actor), now);
                     }
                 }
             });

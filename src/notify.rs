@@ -121,6 +121,39 @@ pub struct Context {
     pub now_ms: u64,
 }
 
+/// The same as [`Context`], borrowed: what [`write_lines`] reads, so that the native request
+/// path copies no field into a string of its own to notify.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub id: &'a str,
+    pub addr: &'a str,
+    pub host: &'a str,
+    pub method: &'a str,
+    pub useragent: &'a str,
+    pub actor: Option<&'a str>,
+    pub source: &'a SourceRecord,
+    pub base: &'a str,
+    pub now_ms: u64,
+}
+
+impl Context {
+    /// This context, borrowed.
+    pub fn view(&self) -> View<'_> {
+        let r = &self.request;
+        View {
+            id: &r.id,
+            addr: &r.addr,
+            host: &r.host,
+            method: &r.method,
+            useragent: &r.useragent,
+            actor: self.actor.as_deref(),
+            source: &self.source,
+            base: &self.base,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
 /// The reference's action for an event, or `None` for events it has no notification for.
 /// Exhaustive, so every new [`Event`] must decide here.
 pub fn action(e: &Event) -> Option<&'static str> {
@@ -185,44 +218,22 @@ pub fn notices(
 /// is copied into a string of its own. Returns how many it wrote.
 pub fn write_lines<I: AsRef<str>>(
     events: &[Event],
-    cx: &Context,
+    cx: &View<'_>,
     ignore: &[String],
     mut new_id: impl FnMut() -> I,
     out: &mut Vec<u8>,
 ) -> u64 {
-    let mut shared: Option<Vec<u8>> = None;
+    // Where the first notice's shared tail is in `out`, once written; the others copy it.
+    let mut shared: Option<std::ops::Range<usize>> = None;
     let mut stamp = [0u8; 24];
     let mut written = 0;
     for e in events {
         let Some(action) = noticed(e, ignore) else {
             continue;
         };
-        let shared = shared.get_or_insert_with(|| {
-            // `,"request":{…},"actor":{…},"source":{…}}`: `Notice`'s fields, in its order, empty
-            // ones left out as its derived form does.
-            let r = &cx.request;
-            let mut tail = Vec::with_capacity(256);
-            tail.extend_from_slice(b",\"request\":");
-            JsonObject::new(&mut tail)
-                .field("id", &r.id)
-                .optional("addr", &r.addr)
-                .optional("host", &r.host)
-                .field("method", &r.method)
-                .field("useragent", &r.useragent)
-                .end();
-            tail.extend_from_slice(b",\"actor\":");
-            JsonObject::new(&mut tail)
-                .optional("name", cx.actor.as_deref().unwrap_or_default())
-                .end();
-            tail.extend_from_slice(b",\"source\":");
-            JsonObject::new(&mut tail)
-                .optional("addr", &cx.source.addr)
-                .optional("instanceID", &cx.source.instance_id)
-                .end();
-            tail.push(b'}');
+        if shared.is_none() {
             write_rfc3339(cx.now_ms, &mut stamp);
-            tail
-        });
+        }
         let id = new_id();
         out.extend_from_slice(b"{\"id\":");
         json_str(out, id.as_ref());
@@ -231,8 +242,34 @@ pub fn write_lines<I: AsRef<str>>(
         out.extend_from_slice(b"\",\"action\":\"");
         out.extend_from_slice(action.as_bytes());
         out.extend_from_slice(b"\",\"target\":");
-        target_ref(e, &cx.base).write_json(out);
-        out.extend_from_slice(shared);
+        target_ref(e, cx.base).write_json(out);
+        match &shared {
+            Some(tail) => out.extend_from_within(tail.clone()),
+            None => {
+                // `,"request":{…},"actor":{…},"source":{…}}`: `Notice`'s fields, in its
+                // order, empty ones left out as its derived form does.
+                let start = out.len();
+                out.extend_from_slice(b",\"request\":");
+                JsonObject::new(out)
+                    .field("id", cx.id)
+                    .optional("addr", cx.addr)
+                    .optional("host", cx.host)
+                    .field("method", cx.method)
+                    .field("useragent", cx.useragent)
+                    .end();
+                out.extend_from_slice(b",\"actor\":");
+                JsonObject::new(out)
+                    .optional("name", cx.actor.unwrap_or_default())
+                    .end();
+                out.extend_from_slice(b",\"source\":");
+                JsonObject::new(out)
+                    .optional("addr", &cx.source.addr)
+                    .optional("instanceID", &cx.source.instance_id)
+                    .end();
+                out.push(b'}');
+                shared = Some(start..out.len());
+            }
+        }
         // Compact JSON never holds a raw newline.
         out.push(b'\n');
         written += 1;
@@ -240,20 +277,37 @@ pub fn write_lines<I: AsRef<str>>(
     written
 }
 
-/// The bytes JSON takes as they are in a string: printable ASCII but `"` and `\`.
-const PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0x20;
-    while b < 0x7f {
-        t[b] = b != b'"' as usize && b != b'\\' as usize;
-        b += 1;
+/// Whether JSON takes `s` as it is in a string: printable ASCII but `"` and `\\`. Eight
+/// bytes at a time (SWAR): a word has a byte below 0x20, at or above 0x7f, or equal to `"`
+/// or `\\` when one of these tests sets a byte's high bit. They may also set it in a byte
+/// above one that truly matches (a borrow or a carry), never in a word without one.
+fn plain(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let special = |x: u64| {
+        (x.wrapping_sub(ONES * 0x20) & !x)
+            | (x | x.wrapping_add(ONES))
+            | has_zero(x ^ (ONES * b'"' as u64))
+            | has_zero(x ^ (ONES * b'\\' as u64))
+    };
+    let mut words = s.chunks_exact(8);
+    let mut any = 0;
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        any |= special(u64::from_le_bytes(b));
     }
-    t
-};
+    // The rest, padded with a byte that is plain.
+    let mut last = [b'a'; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    any |= special(u64::from_le_bytes(last));
+    any & HIGH == 0
+}
 
 /// `s` as a JSON string.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| PLAIN[b as usize]) {
+    if plain(s.as_bytes()) {
         // Printable ASCII but `"` and `\`: JSON takes it as it is (what nearly every field
         // holds: names, tags, digests, ids, hosts, media types).
         out.reserve(s.len() + 2);
@@ -770,6 +824,28 @@ mod tests {
     /// The spooled lines the native server writes are byte for byte the notices' JSON, for
     /// every kind of event, with and without an actor, ignoring an action or not.
     #[test]
+    fn plain_is_printable_ascii_but_quote_and_backslash() {
+        let naive = |s: &[u8]| {
+            s.iter()
+                .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        };
+        let mut cases: Vec<Vec<u8>> = vec![vec![], b"sha256:abc".to_vec()];
+        // Every byte value at every position of strings around the 16-byte chunk size.
+        for len in [1, 15, 16, 17, 31, 32, 33, 47] {
+            for at in [0, len / 2, len - 1] {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    cases.push(v);
+                }
+            }
+        }
+        for c in &cases {
+            assert_eq!(plain(c), naive(c), "{c:?}");
+        }
+    }
+
+    #[test]
     fn written_lines_are_the_notices() {
         let d = Digest::parse(
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -884,7 +960,7 @@ mod tests {
                 let (mut n, mut got) = (0, b"before\n".to_vec());
                 let count = write_lines(
                     &events,
-                    &cx,
+                    &cx.view(),
                     &ignore,
                     || {
                         n += 1;

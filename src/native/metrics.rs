@@ -7,7 +7,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -83,6 +85,26 @@ pub struct Metrics {
     mirror_ratelimit_limit: Family<MirrorLabel, Gauge>,
     /// Read at every scrape: the process's total of failed logins ([`crate::auth::Access`]).
     failed_login_source: Mutex<Option<Arc<crate::auth::Access>>>,
+    /// The series each (operation, method, status) feeds, found in their families once: a
+    /// request then hashes three words instead of each family's labels.
+    request_series: RwLock<FxHashMap<(usize, usize, u16), Arc<RequestSeries>>>,
+    /// Each event kind's counter, by its name.
+    event_series: RwLock<FxHashMap<usize, Counter>>,
+}
+
+/// The series of one (operation, method, status). The byte counters are made on first use,
+/// so that an operation that moves no bytes has no series for them, as before the cache.
+struct RequestSeries {
+    requests: Counter,
+    latency: Histogram,
+    bytes_in: OnceLock<Counter>,
+    bytes_out: OnceLock<Counter>,
+}
+
+/// A `&'static str` by where it is: the labels are constants, so equal pointers are equal
+/// labels (two copies of one label would only make two entries for the same series).
+fn key(s: &'static str) -> usize {
+    s.as_ptr() as usize
 }
 
 impl Default for Metrics {
@@ -108,6 +130,8 @@ impl Metrics {
             dropped: Family::default(),
             pending: Family::default(),
             storage_bytes: Gauge::default(),
+            request_series: RwLock::default(),
+            event_series: RwLock::default(),
             storage_blobs: Gauge::default(),
             gc_runs: Counter::default(),
             gc_reclaimed: Counter::default(),
@@ -230,18 +254,21 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let method = method_label(method);
-        self.requests
-            .get_or_create(&RequestLabels { op, method, status })
-            .inc();
+        let series = self.request_series(op, method, status);
+        series.requests.inc();
+        series.latency.observe(elapsed.as_secs_f64());
         let op = OpLabel { op };
-        self.latency
-            .get_or_create(&op)
-            .observe(elapsed.as_secs_f64());
         if bytes_in > 0 {
-            self.bytes_in.get_or_create(&op).inc_by(bytes_in);
+            series
+                .bytes_in
+                .get_or_init(|| self.bytes_in.get_or_create(&op).clone())
+                .inc_by(bytes_in);
         }
         if bytes_out > 0 {
-            self.bytes_out.get_or_create(&op).inc_by(bytes_out);
+            series
+                .bytes_out
+                .get_or_init(|| self.bytes_out.get_or_create(&op).clone())
+                .inc_by(bytes_out);
         }
         // Sessions opened and closed, from the outcome of the operations that do so.
         match (op.op, status) {
@@ -276,10 +303,44 @@ impl Metrics {
                 // The sweeper that expires sessions sets the gauge of open ones itself.
                 Event::UploadExpired { .. } => {}
             }
-            self.events
-                .get_or_create(&EventLabel { event: e.name() })
-                .inc();
+            self.event_series(e.name()).inc();
         }
+    }
+
+    fn request_series(
+        &self,
+        op: &'static str,
+        method: &'static str,
+        status: u16,
+    ) -> Arc<RequestSeries> {
+        let k = (key(op), key(method), status);
+        if let Some(s) = read(&self.request_series).get(&k) {
+            return s.clone();
+        }
+        let series = Arc::new(RequestSeries {
+            requests: self
+                .requests
+                .get_or_create(&RequestLabels { op, method, status })
+                .clone(),
+            latency: self.latency.get_or_create(&OpLabel { op }).clone(),
+            bytes_in: OnceLock::new(),
+            bytes_out: OnceLock::new(),
+        });
+        write(&self.request_series)
+            .entry(k)
+            .or_insert(series)
+            .clone()
+    }
+
+    fn event_series(&self, event: &'static str) -> Counter {
+        if let Some(c) = read(&self.event_series).get(&key(event)) {
+            return c.clone();
+        }
+        let c = self.events.get_or_create(&EventLabel { event }).clone();
+        write(&self.event_series)
+            .entry(key(event))
+            .or_insert(c)
+            .clone()
     }
 
     /// The upload sessions open, as the sweeper counted them.
@@ -386,6 +447,14 @@ fn endpoint_label(endpoint: usize) -> EndpointLabel {
 }
 
 /// The method as a bounded label: the standard ones, else `other`.
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
 fn method_label(m: &http::Method) -> &'static str {
     match *m {
         http::Method::GET => "GET",

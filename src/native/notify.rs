@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use super::metrics::Metrics;
 use super::spool::{self, Spool};
 use crate::event::Event;
-use crate::notify::{self, Config, RequestRecord, SourceRecord};
+use crate::notify::{self, Config, SourceRecord};
 
 /// How delivery behaves.
 #[derive(Debug, Clone)]
@@ -184,6 +184,17 @@ impl AsRef<str> for Id {
     }
 }
 
+/// What a notice tells of its request, borrowed from it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestView<'a> {
+    pub addr: &'a str,
+    pub host: &'a str,
+    pub method: &'a str,
+    pub useragent: &'a str,
+    /// `X-Forwarded-Proto`, for the base of `target.url`.
+    pub proto: Option<&'a str>,
+}
+
 /// The folder of an endpoint's spool: named by a hash of its URL, so a restart with the
 /// endpoints in another order still finds each one's events.
 pub fn spool_dir(root: &Path, url: &str) -> PathBuf {
@@ -237,7 +248,12 @@ impl Notifier {
             endpoints,
             ignore: options.config.ignore.clone(),
             source,
-            base_url: options.base_url,
+            // The configured base, made once (else each request's `Host` makes it).
+            base_url: if options.base_url.is_empty() {
+                String::new()
+            } else {
+                notify::public_base(&options.base_url, None, None)
+            },
             ids: Ids::new(),
         }))
     }
@@ -247,49 +263,52 @@ impl Notifier {
     pub fn publish(
         &self,
         events: &[Event],
-        mut request: RequestRecord,
-        proto: Option<&str>,
-        actor: Option<String>,
+        request: &RequestView<'_>,
+        actor: Option<&str>,
         now_ms: u64,
     ) {
         if self.endpoints.is_empty() || !notify::any_notified(events, &self.ignore) {
             return;
         }
-        request.id = self.ids.next().as_ref().to_string();
-        let cx = notify::Context {
-            base: self.base(&request.host, proto),
-            request,
-            actor,
-            source: self.source.clone(),
-            now_ms,
-        };
-        LINES.with_borrow_mut(|lines| {
-            lines.clear();
-            let count = notify::write_lines(events, &cx, &self.ignore, || self.ids.next(), lines);
-            if count > 0 {
-                for shared in &self.endpoints {
-                    shared.enqueue(lines, count);
+        let id = self.ids.next();
+        let write = |base: &str| {
+            let cx = notify::View {
+                id: id.as_ref(),
+                addr: request.addr,
+                host: request.host,
+                method: request.method,
+                useragent: request.useragent,
+                actor,
+                source: &self.source,
+                base,
+                now_ms,
+            };
+            LINES.with_borrow_mut(|lines| {
+                lines.clear();
+                let count =
+                    notify::write_lines(events, &cx, &self.ignore, || self.ids.next(), lines);
+                if count > 0 {
+                    for shared in &self.endpoints {
+                        shared.enqueue(lines, count);
+                    }
                 }
-            }
-            // A flood of large events must not pin a large buffer to the thread.
-            if lines.capacity() > 64 * 1024 {
-                *lines = Vec::new();
-            }
-        });
-    }
-
-    /// The base of `target.url`: the configured one, else from the request's `Host` (and
-    /// proxy's scheme), remembered per thread for the host it saw last.
-    fn base(&self, host: &str, proto: Option<&str>) -> String {
+                // A flood of large events must not pin a large buffer to the thread.
+                if lines.capacity() > 64 * 1024 {
+                    *lines = Vec::new();
+                }
+            });
+        };
         if !self.base_url.is_empty() {
-            return notify::public_base(&self.base_url, None, None);
+            return write(&self.base_url);
         }
+        // The base of `target.url` from the request's `Host` (and proxy's scheme), remembered
+        // per thread for the host it saw last.
         BASE.with_borrow_mut(|(h, p, base)| {
-            if h != host || p.as_deref() != proto || base.is_empty() {
-                *base = notify::public_base("", Some(host), proto);
-                (*h, *p) = (host.to_string(), proto.map(str::to_string));
+            if h != request.host || p.as_deref() != request.proto || base.is_empty() {
+                *base = notify::public_base("", Some(request.host), request.proto);
+                (*h, *p) = (request.host.to_string(), request.proto.map(str::to_string));
             }
-            base.clone()
+            write(base)
         })
     }
 
@@ -309,11 +328,18 @@ thread_local! {
     static LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The largest queue buffer kept for reuse (a batch of about 6,000 pull events).
+const SPARE_MAX: usize = 4 << 20;
+
 /// How long the spool writer waits for more events before it writes a batch.
 const LINGER: Duration = Duration::from_millis(20);
 
 /// Takes what the queue holds, all of it at a time, and spools it as one batch.
 async fn write_spool(shared: Arc<Shared>) {
+    // The buffer the queue gets back when its lines are taken: the last batch's, emptied,
+    // so that the request path appends into memory already grown instead of growing a new
+    // buffer (copying what it holds each time it doubles) for every batch.
+    let mut spare: Vec<u8> = Vec::new();
     loop {
         shared.filled.notified().await;
         // What arrives within `LINGER` joins this batch (one file, one fsync): under a flood
@@ -324,17 +350,32 @@ async fn write_spool(shared: Arc<Shared>) {
         let (body, events) = {
             let mut q = shared.queued();
             let events = std::mem::take(&mut q.events);
-            (std::mem::take(&mut q.lines), events)
+            (
+                std::mem::replace(&mut q.lines, std::mem::take(&mut spare)),
+                events,
+            )
         };
         if events == 0 {
+            spare = body;
             continue;
         }
         let (batch, dir) = {
             let mut s = shared.spool();
             (s.reserve(events), s.dir().to_path_buf())
         };
-        let written =
-            tokio::task::spawn_blocking(move || spool::write_batch(&dir, batch, &body)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            let written = spool::write_batch(&dir, batch, &body);
+            (written, body)
+        })
+        .await;
+        let written = written.map(|(written, mut body)| {
+            // Kept for the next batch unless a burst made it large.
+            if body.capacity() <= SPARE_MAX {
+                body.clear();
+                spare = body;
+            }
+            written
+        });
         match written {
             Ok(Ok(())) => {
                 let (dropped, pending) = {
@@ -409,7 +450,10 @@ async fn deliver(shared: Arc<Shared>, client: reqwest::Client, options: Options)
         let mut ok = true;
         while sent < events.len() {
             let slice = &events[sent..(sent + per_post).min(events.len())];
-            let mut body = Vec::from(&b"{\"events\":["[..]);
+            let mut body = Vec::with_capacity(
+                slice.iter().map(|e| e.len() + 1).sum::<usize>() + b"{\"events\":[]}".len(),
+            );
+            body.extend_from_slice(b"{\"events\":[");
             for (i, e) in slice.iter().enumerate() {
                 if i > 0 {
                     body.push(b',');

@@ -11,7 +11,7 @@ use super::metrics::Metrics;
 use super::notify::{self, Notifier};
 use crate::event::Event;
 use crate::health::{Probe, Readiness, ReadyCheck};
-use crate::notify::{Config, RequestRecord, SourceRecord};
+use crate::notify::{Config, SourceRecord};
 
 /// The `serve` flags of this module.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -77,17 +77,17 @@ pub struct Ops {
     pub notifier: Option<Arc<Notifier>>,
 }
 
-/// What the server reads of a request before the core takes it, for notifications.
+/// What the server reads of a request before the core takes it, for notifications: header
+/// values are shared with the request (no copy), the client's address moved in.
 pub struct Seen {
-    record: RequestRecord,
-    proto: Option<String>,
+    addr: String,
+    host: Option<http::HeaderValue>,
+    useragent: Option<http::HeaderValue>,
+    proto: Option<http::HeaderValue>,
 }
 
-fn header(h: &http::HeaderMap, name: impl http::header::AsHeaderName) -> String {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+fn header_str(v: &Option<http::HeaderValue>) -> &str {
+    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
 impl Ops {
@@ -114,19 +114,11 @@ impl Ops {
     pub fn see(&self, req: &http::Request<hyper::body::Incoming>, client: &str) -> Option<Seen> {
         self.notifier.as_ref()?;
         let h = req.headers();
-        let proto = h
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
         Some(Seen {
-            record: RequestRecord {
-                id: String::new(),
-                addr: client.to_string(),
-                host: header(h, http::header::HOST),
-                method: req.method().to_string(),
-                useragent: header(h, http::header::USER_AGENT),
-            },
-            proto,
+            addr: client.to_string(),
+            host: h.get(http::header::HOST).cloned(),
+            useragent: h.get(http::header::USER_AGENT).cloned(),
+            proto: h.get("x-forwarded-proto").cloned(),
         })
     }
 
@@ -152,13 +144,14 @@ impl Ops {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
-                n.publish(
-                    events,
-                    seen.record,
-                    seen.proto.as_deref(),
-                    user.map(str::to_string),
-                    now_ms,
-                );
+                let request = notify::RequestView {
+                    addr: &seen.addr,
+                    host: header_str(&seen.host),
+                    method: method.as_str(),
+                    useragent: header_str(&seen.useragent),
+                    proto: seen.proto.as_ref().and_then(|v| v.to_str().ok()),
+                };
+                n.publish(events, &request, user, now_ms);
             }
         }
     }
