@@ -231,6 +231,49 @@ async fn ignored_actions_are_not_sent() {
     assert_eq!(events[0]["actor"], json!({}));
 }
 
+/// A notice's request fields are the request's own: its user agent, the address and host it
+/// came with, and (behind a proxy) the scheme the URL's base takes.
+#[tokio::test]
+async fn a_notice_carries_the_requests_user_agent_host_and_scheme() {
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap(), Answer::Ok).await;
+    let root = tempfile::tempdir().unwrap();
+    let server = OpsServer::start(root.path(), &["--notify", &receiver.url]);
+    let c = Client::http(&server.url);
+    let d = c.push_blob("seen/app", content::bytes(3, 100)).await;
+    let mut want = Vec::new();
+    for (ua, host, proto) in [
+        (
+            "skopeo/1.9 (\"quoted\" \\ caf\u{e9})",
+            "registry.example:5000",
+            Some("https"),
+        ),
+        ("", "other.example", None),
+        ("containerd/2.0", "registry.example", Some("http")),
+    ] {
+        let mut r = c
+            .get(&format!("/v2/seen/app/blobs/{d}"))
+            .header("host", host);
+        if !ua.is_empty() {
+            r = r.header("user-agent", ua);
+        }
+        if let Some(p) = proto {
+            r = r.header("x-forwarded-proto", p);
+        }
+        r.send().await.expect(StatusCode::OK);
+        let base = format!("{}://{host}", proto.unwrap_or("http"));
+        want.push((ua, host, format!("{base}/v2/seen/app/blobs/{d}")));
+    }
+    let events = receiver.wait_for(4, WAIT).await;
+    let pulls: Vec<&Value> = events.iter().filter(|e| e["action"] == "pull").collect();
+    assert_eq!(pulls.len(), 3, "{events:#?}");
+    for (e, (ua, host, url)) in pulls.iter().zip(&want) {
+        assert_eq!(e["request"]["useragent"], *ua, "{e:#}");
+        assert_eq!(e["request"]["host"], *host, "{e:#}");
+        assert_eq!(e["request"]["addr"], "127.0.0.1", "{e:#}");
+        assert_eq!(e["target"]["url"], url.as_str(), "{e:#}");
+    }
+}
+
 #[tokio::test]
 async fn a_receiver_down_for_a_while_gets_everything_once_back() {
     let addr = free_addr();
