@@ -277,9 +277,9 @@ pub fn write_lines<I: AsRef<str>>(
     written
 }
 
-/// Whether JSON takes `s` as it is in a string: printable ASCII but `"` and `\\`. Eight
+/// Whether JSON takes `s` as it is in a string: printable ASCII but `"` and `\`. Eight
 /// bytes at a time (SWAR): a word has a byte below 0x20, at or above 0x7f, or equal to `"`
-/// or `\\` when one of these tests sets a byte's high bit. They may also set it in a byte
+/// or `\` when one of these tests sets a byte's high bit. They may also set it in a byte
 /// above one that truly matches (a borrow or a carry), never in a word without one.
 fn plain(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;

@@ -8,8 +8,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-
-use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 
 use crate::event::Event;
@@ -446,7 +445,6 @@ fn endpoint_label(endpoint: usize) -> EndpointLabel {
     }
 }
 
-/// The method as a bounded label: the standard ones, else `other`.
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -455,6 +453,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The method as a bounded label: the standard ones, else `other`.
 fn method_label(m: &http::Method) -> &'static str {
     match *m {
         http::Method::GET => "GET",

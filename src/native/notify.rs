@@ -129,7 +129,8 @@ pub struct Notifier {
     endpoints: Vec<Arc<Shared>>,
     ignore: Vec<String>,
     source: SourceRecord,
-    base_url: String,
+    /// `--base-url` as `target.url`'s base, if given.
+    base_url: Option<String>,
     ids: Ids,
 }
 
@@ -249,11 +250,8 @@ impl Notifier {
             ignore: options.config.ignore.clone(),
             source,
             // The configured base, made once (else each request's `Host` makes it).
-            base_url: if options.base_url.is_empty() {
-                String::new()
-            } else {
-                notify::public_base(&options.base_url, None, None)
-            },
+            base_url: (!options.base_url.is_empty())
+                .then(|| notify::public_base(&options.base_url, None, None)),
             ids: Ids::new(),
         }))
     }
@@ -298,8 +296,8 @@ impl Notifier {
                 }
             });
         };
-        if !self.base_url.is_empty() {
-            return write(&self.base_url);
+        if let Some(base) = &self.base_url {
+            return write(base);
         }
         // The base of `target.url` from the request's `Host` (and proxy's scheme), remembered
         // per thread for the host it saw last.
