@@ -274,6 +274,34 @@ async fn a_notice_carries_the_requests_user_agent_host_and_scheme() {
     }
 }
 
+/// With `--base-url`, a notice's URL takes that base whatever the request's `Host`.
+#[tokio::test]
+async fn a_configured_base_url_makes_the_notices_urls() {
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap(), Answer::Ok).await;
+    let root = tempfile::tempdir().unwrap();
+    let server = OpsServer::start(
+        root.path(),
+        &[
+            "--notify",
+            &receiver.url,
+            "--base-url",
+            "https://registry.example/",
+        ],
+    );
+    let c = Client::http(&server.url);
+    let d = c.push_blob("based/app", content::bytes(4, 100)).await;
+    c.get(&format!("/v2/based/app/blobs/{d}"))
+        .header("host", "elsewhere.example")
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    let events = receiver.wait_for(2, WAIT).await;
+    let want = format!("https://registry.example/v2/based/app/blobs/{d}");
+    for e in &events {
+        assert_eq!(e["target"]["url"], want.as_str(), "{e:#}");
+    }
+}
+
 #[tokio::test]
 async fn a_receiver_down_for_a_while_gets_everything_once_back() {
     let addr = free_addr();
