@@ -8,6 +8,16 @@ use futures_util::{Stream, StreamExt};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A message's declared `Content-Length`, if it has a valid one.
+pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A stream of body chunks. `Send` natively; on wasm32 the platform's streams are not.
 #[cfg(not(target_arch = "wasm32"))]
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;

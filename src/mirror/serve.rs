@@ -21,7 +21,7 @@ use http::{Method, Response, StatusCode};
 use super::tee::tee;
 use super::upstream::{Call, UpstreamError};
 use super::{Fill, Mirrors, RateLimit, Report, Served, StartFill, Target};
-use crate::body::Body;
+use crate::body::{content_length, Body};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorCode};
 use crate::manifest::{Manifest, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
@@ -61,15 +61,6 @@ fn upstream_error(e: &UpstreamError, code: ErrorCode, mut detail: serde_json::Va
             e.detail(),
         ),
     }
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn accept(value: &'static str) -> HeaderMap {

@@ -151,7 +151,10 @@ impl Fetch for ReqwestFetch {
         let stream: ByteStream = Box::pin(resp.bytes_stream().map_err(|e| Box::new(e) as BoxError));
         // A large body is read ahead on a task of its own, so that the socket is read while
         // the core hashes and stores what came before (hyper reads no further than asked).
-        let large = content_length(out.headers_ref()).is_none_or(|l| l > READ_AHEAD_OVER);
+        let large = out
+            .headers_ref()
+            .and_then(crate::body::content_length)
+            .is_none_or(|l| l > READ_AHEAD_OVER);
         let body = Body::Stream(if large { read_ahead(stream) } else { stream });
         out.body(body).map_err(|e| e.to_string())
     }
@@ -161,14 +164,6 @@ impl Fetch for ReqwestFetch {
 const READ_AHEAD_OVER: u64 = 1024 * 1024;
 /// How many chunks are read ahead (hyper's are at most about 400 KiB).
 const READ_AHEAD_CHUNKS: usize = 8;
-
-fn content_length(h: Option<&http::HeaderMap>) -> Option<u64> {
-    h?.get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
 
 /// `stream`, read on a task of its own up to [`READ_AHEAD_CHUNKS`] ahead of its reader. The
 /// task ends when the stream does or the reader is gone.

@@ -168,12 +168,9 @@ pub fn from_core(resp: http::Response<Body>) -> http::Response<HyperBody> {
     })
 }
 
+/// The declared length, 0 when none (what the request log and the byte counters take).
 fn content_length(headers: &http::HeaderMap) -> u64 {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    crate::body::content_length(headers).unwrap_or(0)
 }
 
 /// Serves the registry on `listener` until `shutdown` completes, then lets open requests finish.
