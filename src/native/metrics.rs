@@ -4,10 +4,11 @@
 //! Labels are bounded: the operation's stable name ([`crate::Outcome::op`]), the method, the
 //! status, a notification endpoint's index. Never a repository, a digest or a path.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,11 +85,24 @@ pub struct Metrics {
     mirror_ratelimit_limit: Family<MirrorLabel, Gauge>,
     /// Read at every scrape: the process's total of failed logins ([`crate::auth::Access`]).
     failed_login_source: Mutex<Option<Arc<crate::auth::Access>>>,
-    /// The series each (operation, method, status) feeds, found in their families once: a
-    /// request then hashes three words instead of each family's labels.
-    request_series: RwLock<FxHashMap<(usize, usize, u16), Arc<RequestSeries>>>,
-    /// Each event kind's counter, by its name.
-    event_series: RwLock<FxHashMap<usize, Counter>>,
+    /// Tells this `Metrics` from others in the process, in the threads' caches of series.
+    serial: u64,
+}
+
+/// How many series a thread's cache holds before it starts again (a process has one
+/// `Metrics`; tests make many).
+const SERIES_CACHED: usize = 4096;
+
+thread_local! {
+    /// The series each (operation, method, status) feeds, found in their families once per
+    /// thread: a request then hashes a few words instead of each family's labels, and touches
+    /// no lock or reference count that the other threads touch too (passing its cache line
+    /// from core to core on every request). Keyed by the `Metrics`' serial first.
+    static REQUEST_SERIES: RefCell<FxHashMap<(u64, usize, usize, u16), RequestSeries>> =
+        RefCell::new(FxHashMap::default());
+    /// Each event kind's counter, by (the `Metrics`' serial, the kind's name).
+    static EVENT_SERIES: RefCell<FxHashMap<(u64, usize), Counter>> =
+        RefCell::new(FxHashMap::default());
 }
 
 /// The series of one (operation, method, status). The byte counters are made on first use,
@@ -129,8 +143,10 @@ impl Metrics {
             dropped: Family::default(),
             pending: Family::default(),
             storage_bytes: Gauge::default(),
-            request_series: RwLock::default(),
-            event_series: RwLock::default(),
+            serial: {
+                static SERIALS: AtomicU64 = AtomicU64::new(1);
+                SERIALS.fetch_add(1, Ordering::Relaxed)
+            },
             storage_blobs: Gauge::default(),
             gc_runs: Counter::default(),
             gc_reclaimed: Counter::default(),
@@ -253,22 +269,23 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let method = method_label(method);
-        let series = self.request_series(op, method, status);
-        series.requests.inc();
-        series.latency.observe(elapsed.as_secs_f64());
         let op = OpLabel { op };
-        if bytes_in > 0 {
-            series
-                .bytes_in
-                .get_or_init(|| self.bytes_in.get_or_create(&op).clone())
-                .inc_by(bytes_in);
-        }
-        if bytes_out > 0 {
-            series
-                .bytes_out
-                .get_or_init(|| self.bytes_out.get_or_create(&op).clone())
-                .inc_by(bytes_out);
-        }
+        self.with_request_series(op.op, method, status, |series| {
+            series.requests.inc();
+            series.latency.observe(elapsed.as_secs_f64());
+            if bytes_in > 0 {
+                series
+                    .bytes_in
+                    .get_or_init(|| self.bytes_in.get_or_create(&op).clone())
+                    .inc_by(bytes_in);
+            }
+            if bytes_out > 0 {
+                series
+                    .bytes_out
+                    .get_or_init(|| self.bytes_out.get_or_create(&op).clone())
+                    .inc_by(bytes_out);
+            }
+        });
         // Sessions opened and closed, from the outcome of the operations that do so.
         match (op.op, status) {
             ("upload.start", 202) => {
@@ -302,44 +319,44 @@ impl Metrics {
                 // The sweeper that expires sessions sets the gauge of open ones itself.
                 Event::UploadExpired { .. } => {}
             }
-            self.event_series(e.name()).inc();
+            let event = e.name();
+            EVENT_SERIES.with_borrow_mut(|cache| {
+                if cache.len() >= SERIES_CACHED {
+                    cache.clear();
+                }
+                cache
+                    .entry((self.serial, key(event)))
+                    .or_insert_with(|| self.events.get_or_create(&EventLabel { event }).clone())
+                    .inc();
+            });
         }
     }
 
-    fn request_series(
+    /// Runs `f` on the series of (`op`, `method`, `status`), from this thread's cache.
+    fn with_request_series(
         &self,
         op: &'static str,
         method: &'static str,
         status: u16,
-    ) -> Arc<RequestSeries> {
-        let k = (key(op), key(method), status);
-        if let Some(s) = read(&self.request_series).get(&k) {
-            return s.clone();
-        }
-        let series = Arc::new(RequestSeries {
-            requests: self
-                .requests
-                .get_or_create(&RequestLabels { op, method, status })
-                .clone(),
-            latency: self.latency.get_or_create(&OpLabel { op }).clone(),
-            bytes_in: OnceLock::new(),
-            bytes_out: OnceLock::new(),
-        });
-        write(&self.request_series)
-            .entry(k)
-            .or_insert(series)
-            .clone()
-    }
-
-    fn event_series(&self, event: &'static str) -> Counter {
-        if let Some(c) = read(&self.event_series).get(&key(event)) {
-            return c.clone();
-        }
-        let c = self.events.get_or_create(&EventLabel { event }).clone();
-        write(&self.event_series)
-            .entry(key(event))
-            .or_insert(c)
-            .clone()
+        f: impl FnOnce(&RequestSeries),
+    ) {
+        REQUEST_SERIES.with_borrow_mut(|cache| {
+            if cache.len() >= SERIES_CACHED {
+                cache.clear();
+            }
+            let series = cache
+                .entry((self.serial, key(op), key(method), status))
+                .or_insert_with(|| RequestSeries {
+                    requests: self
+                        .requests
+                        .get_or_create(&RequestLabels { op, method, status })
+                        .clone(),
+                    latency: self.latency.get_or_create(&OpLabel { op }).clone(),
+                    bytes_in: OnceLock::new(),
+                    bytes_out: OnceLock::new(),
+                });
+            f(series)
+        })
     }
 
     /// The upload sessions open, as the sweeper counted them.
@@ -443,14 +460,6 @@ fn endpoint_label(endpoint: usize) -> EndpointLabel {
     EndpointLabel {
         endpoint: endpoint.min(u16::MAX as usize) as u16,
     }
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The method as a bounded label: the standard ones, else `other`.

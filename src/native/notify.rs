@@ -137,14 +137,27 @@ pub struct Notifier {
 /// Event and request ids, in the form of random (version 4) UUIDs: 60 random bits drawn once
 /// per process, then a counter, so that the request path makes no system call for them. Ids
 /// differ across processes by the random part (a repeat needs two processes to draw the same
-/// 60 bits) and within one by the counter.
+/// 60 bits) and within one by the counter. Each thread takes the counter's values a block at a
+/// time, so that threads do not share (and pass between cores) one counter per event.
 struct Ids {
     random: u64,
     counter: std::sync::atomic::AtomicU64,
+    /// Tells this `Ids` from others in the process, for the threads' blocks.
+    serial: u64,
+}
+
+/// How many ids a thread takes from the counter at a time.
+const ID_BLOCK: u64 = 256;
+
+thread_local! {
+    /// The block of ids this thread takes from: the `Ids` it is of (its serial), the next
+    /// value and the block's end.
+    static ID_RANGE: std::cell::Cell<(u64, u64, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
 }
 
 impl Ids {
     fn new() -> Ids {
+        static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut b = [0u8; 16];
         let _ = getrandom::fill(&mut b);
         Ids {
@@ -152,13 +165,28 @@ impl Ids {
             counter: std::sync::atomic::AtomicU64::new(
                 u64::from_le_bytes(b[8..].try_into().unwrap_or_default()) >> 8,
             ),
+            serial: SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
+    /// The counter's next value for this thread.
+    fn count(&self) -> u64 {
+        ID_RANGE.with(|r| {
+            let (serial, next, end) = r.get();
+            if serial == self.serial && next < end {
+                r.set((serial, next + 1, end));
+                return next;
+            }
+            let start = self
+                .counter
+                .fetch_add(ID_BLOCK, std::sync::atomic::Ordering::Relaxed);
+            r.set((self.serial, start + 1, start + ID_BLOCK));
+            start
+        })
+    }
+
     fn next(&self) -> Id {
-        let n = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.count();
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&self.random.to_be_bytes());
         b[8..].copy_from_slice(&n.to_be_bytes());
@@ -551,6 +579,34 @@ mod tests {
         assert!(crate::upload::valid_upload_id(a), "{a}");
         assert!(uuid_shaped(a), "{a}");
         assert_ne!(Ids::new().next().as_ref()[..18], a[..18]);
+    }
+
+    /// Threads take ids in blocks: across threads, blocks and two `Ids` used in turn on one
+    /// thread, no id repeats.
+    #[test]
+    fn ids_from_many_threads_and_notifiers_never_repeat() {
+        let ids = Arc::new(Ids::new());
+        let other = Arc::new(Ids::new());
+        let n = 3 * ID_BLOCK as usize + 7;
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (ids, other) = (ids.clone(), other.clone());
+                std::thread::spawn(move || {
+                    (0..n)
+                        .flat_map(|_| [ids.next(), other.next()])
+                        .map(|id| id.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(uuid_shaped(&id), "{id}");
+                assert!(all.insert(id), "an id repeated");
+            }
+        }
+        assert_eq!(all.len(), 4 * 2 * n);
     }
 
     /// 8-4-4-4-12 lowercase hex digits, version 4, variant 10.
