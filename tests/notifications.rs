@@ -274,6 +274,47 @@ async fn a_notice_carries_the_requests_user_agent_host_and_scheme() {
     }
 }
 
+/// Eight clients at once, each pulling 60 times one after the other: each client's notices
+/// come in the order of its requests (the server's threads queue them apart; a request sent
+/// after another's answer has its notice after the other's).
+#[tokio::test]
+async fn a_clients_requests_are_notified_in_the_order_it_sent_them() {
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap(), Answer::Ok).await;
+    let root = tempfile::tempdir().unwrap();
+    let server = OpsServer::start(root.path(), &["--notify", &receiver.url]);
+    let c = Client::http(&server.url);
+    let d = c.push_blob("order/app", content::bytes(5, 64)).await;
+    let (clients, each) = (8, 60);
+    let runs = (0..clients).map(|k| {
+        let (c, d) = (Client::http(&server.url), d.clone());
+        tokio::spawn(async move {
+            for i in 0..each {
+                c.get(&format!("/v2/order/app/blobs/{d}"))
+                    .header("user-agent", &format!("client-{k}/{i}"))
+                    .send()
+                    .await
+                    .expect(StatusCode::OK);
+            }
+        })
+    });
+    for r in futures_util::future::join_all(runs).await {
+        r.unwrap();
+    }
+    let events = receiver.wait_for(1 + clients * each, WAIT).await;
+    let mut next = vec![0; clients];
+    for e in events.iter().filter(|e| e["action"] == "pull") {
+        let ua = e["request"]["useragent"].as_str().unwrap();
+        let (k, i) = ua
+            .strip_prefix("client-")
+            .and_then(|s| s.split_once('/'))
+            .unwrap();
+        let (k, i): (usize, usize) = (k.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[k], "client {k}'s pull {i} came out of order");
+        next[k] += 1;
+    }
+    assert_eq!(next, vec![each; clients]);
+}
+
 /// With `--base-url`, a notice's URL takes that base whatever the request's `Host`.
 #[tokio::test]
 async fn a_configured_base_url_makes_the_notices_urls() {

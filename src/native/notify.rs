@@ -62,37 +62,120 @@ struct Shared {
     spool: Mutex<Spool>,
     /// Wakes the sender when a batch is spooled.
     spooled: Notify,
-    /// Notices not yet spooled: the queue.
-    queued: Mutex<Queued>,
-    /// Wakes the spool writer when the queue stops being empty.
+    /// Notices not yet spooled: the queue, in shards (see [`Shard`]).
+    shards: Box<[Shard]>,
+    /// Wakes the spool writer when a shard of the queue stops being empty.
     filled: Notify,
-    /// Events the queue may hold.
-    queue_max: u64,
+    /// Events a shard of the queue may hold.
+    shard_max: u64,
     metrics: Option<Arc<Metrics>>,
 }
 
-/// An endpoint's queue: JSON lines, one an event.
+/// A shard of an endpoint's queue. A request's thread appends to a shard of its own, so that
+/// threads do not contend for one lock (passing its cache line from core to core on every
+/// notified request). Each request's notices carry when they were queued (a monotonic clock),
+/// and the spool writer takes every shard at once (all their locks held) and merges them in
+/// that order: notices of a request that began after another's answer was sent come after
+/// the other's, as with one queue.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<Queued>);
+
+impl Shard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a shard holds: JSON lines, one an event, appended a request at a time.
 #[derive(Default)]
 struct Queued {
     lines: Vec<u8>,
+    /// Per request: when its notices were queued, and where they end in `lines`.
+    marks: Vec<(u64, usize)>,
     events: u64,
 }
 
-impl Shared {
-    fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
-        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+impl Queued {
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.marks.clear();
+        self.events = 0;
     }
+}
 
-    /// Queues `events` notices (`lines`), unless the queue is full.
-    fn enqueue(&self, lines: &[u8], events: u64) {
+/// The lines of `taken` (shards of a queue) in the order their requests queued them: the
+/// shard's own lines when only one holds any, else merged into `out`.
+fn ordered<'a>(taken: &'a [Queued], out: &'a mut Vec<u8>) -> &'a [u8] {
+    let mut holding = taken.iter().filter(|q| !q.marks.is_empty());
+    match (holding.next(), holding.next()) {
+        (None, _) => return &[],
+        (Some(q), None) => return &q.lines,
+        _ => {}
+    }
+    out.clear();
+    out.reserve(taken.iter().map(|q| q.lines.len()).sum());
+    // Each shard's next request; the earliest of them goes next (the first shard on a tie).
+    let mut next = vec![0usize; taken.len()];
+    loop {
+        let mut earliest: Option<(u64, usize)> = None;
+        for (i, q) in taken.iter().enumerate() {
+            if let Some(&(when, _)) = q.marks.get(next[i]) {
+                if earliest.is_none_or(|(w, _)| when < w) {
+                    earliest = Some((when, i));
+                }
+            }
+        }
+        let Some((_, i)) = earliest else {
+            return out;
+        };
+        let q = &taken[i];
+        let start = match next[i] {
+            0 => 0,
+            n => q.marks[n - 1].1,
+        };
+        out.extend_from_slice(&q.lines[start..q.marks[next[i]].1]);
+        next[i] += 1;
+    }
+}
+
+/// This thread's shard of every queue (threads are numbered as they first queue notices).
+fn thread_shard(shards: usize) -> usize {
+    static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        s.get() % shards.max(1)
+    })
+}
+
+/// A monotonic clock's reading, in nanoseconds since the process first read it.
+fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+impl Shared {
+    /// Queues `events` notices (`lines`) of a request, queued at `when`, in this thread's
+    /// shard, unless it is full.
+    fn enqueue(&self, when: u64, lines: &[u8], events: u64) {
         let was_empty = {
-            let mut q = self.queued();
-            if q.events + events > self.queue_max {
+            let mut q = self.shards[thread_shard(self.shards.len())].lock();
+            if q.events + events > self.shard_max {
                 drop(q);
                 self.dropped(events, "the queue is full");
                 return;
             }
             q.lines.extend_from_slice(lines);
+            let end = q.lines.len();
+            q.marks.push((when, end));
             q.events += events;
             q.events == events
         };
@@ -247,6 +330,9 @@ impl Notifier {
             .build()
             .map_err(|e| std::io::Error::other(format!("notification client: {e}")))?;
         let mut endpoints = Vec::new();
+        // A shard of each queue per thread that may run requests (tokio's workers are as
+        // many as the machine's cores).
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
         for (index, endpoint) in options.config.urls.iter().enumerate() {
             let spool = Spool::open(&spool_dir(root, &endpoint.url), options.spool_max_events)?;
             let pending = spool.events();
@@ -256,9 +342,9 @@ impl Notifier {
                 headers: options.config.headers.clone(),
                 spool: Mutex::new(spool),
                 spooled: Notify::new(),
-                queued: Mutex::new(Queued::default()),
+                shards: (0..shards).map(|_| Shard::default()).collect(),
                 filled: Notify::new(),
-                queue_max: options.queue.max(1) as u64,
+                shard_max: (options.queue / shards).max(1) as u64,
                 metrics: metrics.clone(),
             });
             shared.set_pending(pending);
@@ -314,8 +400,9 @@ impl Notifier {
                 let count =
                     notify::write_lines(events, &cx, &self.ignore, || self.ids.next(), lines);
                 if count > 0 {
+                    let when = monotonic_ns();
                     for shared in &self.endpoints {
-                        shared.enqueue(lines, count);
+                        shared.enqueue(when, lines, count);
                     }
                 }
                 // A flood of large events must not pin a large buffer to the thread.
@@ -362,10 +449,12 @@ const LINGER: Duration = Duration::from_millis(20);
 
 /// Takes what the queue holds, all of it at a time, and spools it as one batch.
 async fn write_spool(shared: Arc<Shared>) {
-    // The buffer the queue gets back when its lines are taken: the last batch's, emptied,
-    // so that the request path appends into memory already grown instead of growing a new
-    // buffer (copying what it holds each time it doubles) for every batch.
-    let mut spare: Vec<u8> = Vec::new();
+    // What the shards get back when their lines are taken: the last batch's, emptied, so that
+    // the request path appends into memory already grown instead of growing a new buffer
+    // (copying what it holds each time it doubles) for every batch. And the buffer where the
+    // shards' lines are merged.
+    let mut spares: Vec<Queued> = shared.shards.iter().map(|_| Queued::default()).collect();
+    let mut merged: Vec<u8> = Vec::new();
     loop {
         shared.filled.notified().await;
         // What arrives within `LINGER` joins this batch (one file, one fsync): under a flood
@@ -373,35 +462,49 @@ async fn write_spool(shared: Arc<Shared>) {
         // and the task sleeps instead of being woken by every event. The events wait in
         // memory for at most `LINGER` more. A batch holds at most the queue's bound.
         tokio::time::sleep(LINGER).await;
-        let (body, events) = {
-            let mut q = shared.queued();
-            let events = std::mem::take(&mut q.events);
-            (
-                std::mem::replace(&mut q.lines, std::mem::take(&mut spare)),
-                events,
-            )
-        };
+        let mut taken = std::mem::take(&mut spares);
+        {
+            // Every shard at once, so that the batch is a cut of the queue: no notice left
+            // for the next batch was queued before one taken (see `Shard`).
+            let mut locked: Vec<_> = shared.shards.iter().map(Shard::lock).collect();
+            for (q, t) in locked.iter_mut().zip(taken.iter_mut()) {
+                std::mem::swap(&mut **q, t);
+            }
+        }
+        let events: u64 = taken.iter().map(|q| q.events).sum();
         if events == 0 {
-            spare = body;
+            spares = taken;
             continue;
         }
         let (batch, dir) = {
             let mut s = shared.spool();
             (s.reserve(events), s.dir().to_path_buf())
         };
+        let mut out = std::mem::take(&mut merged);
         let written = tokio::task::spawn_blocking(move || {
-            let written = spool::write_batch(&dir, batch, &body);
-            (written, body)
+            let written = spool::write_batch(&dir, batch, ordered(&taken, &mut out));
+            (written, taken, out)
         })
         .await;
-        let written = written.map(|(written, mut body)| {
-            // Kept for the next batch unless a burst made it large.
-            if body.capacity() <= SPARE_MAX {
-                body.clear();
-                spare = body;
+        let written = written.map(|(written, mut taken, mut out)| {
+            // Kept for the next batch unless a burst made them large.
+            for q in &mut taken {
+                q.clear();
+                if q.lines.capacity() > SPARE_MAX {
+                    *q = Queued::default();
+                }
+            }
+            spares = taken;
+            if out.capacity() <= SPARE_MAX {
+                out.clear();
+                merged = out;
             }
             written
         });
+        if spares.len() != shared.shards.len() {
+            // The blocking task failed (and took the spares with it).
+            spares = shared.shards.iter().map(|_| Queued::default()).collect();
+        }
         match written {
             Ok(Ok(())) => {
                 let (dropped, pending) = {
@@ -579,6 +682,35 @@ mod tests {
         assert!(crate::upload::valid_upload_id(a), "{a}");
         assert!(uuid_shaped(a), "{a}");
         assert_ne!(Ids::new().next().as_ref()[..18], a[..18]);
+    }
+
+    fn shard(requests: &[(u64, &str)]) -> Queued {
+        let mut q = Queued::default();
+        for (when, lines) in requests {
+            q.lines.extend_from_slice(lines.as_bytes());
+            q.marks.push((*when, q.lines.len()));
+            q.events += lines.matches('\n').count() as u64;
+        }
+        q
+    }
+
+    /// The shards' requests come out in the order they were queued, a request's lines
+    /// together; one shard's lines are taken as they are.
+    #[test]
+    fn shards_merge_in_the_order_requests_were_queued() {
+        let taken = [
+            shard(&[(10, "a\n"), (40, "d\nd2\n"), (41, "e\n")]),
+            shard(&[]),
+            shard(&[(20, "b\nb2\n"), (30, "c\n"), (41, "f\n"), (90, "g\n")]),
+        ];
+        let mut out = Vec::new();
+        assert_eq!(ordered(&taken, &mut out), b"a\nb\nb2\nc\nd\nd2\ne\nf\ng\n");
+        let one = [shard(&[]), shard(&[(5, "x\n"), (3, "y\n")])];
+        let mut unused = Vec::new();
+        let lines = ordered(&one, &mut unused);
+        assert_eq!(lines, b"x\ny\n");
+        assert_eq!(lines.as_ptr(), one[1].lines.as_ptr());
+        assert!(ordered(&[shard(&[]), shard(&[])], &mut out).is_empty());
     }
 
     /// Threads take ids in blocks: across threads, blocks and two `Ids` used in turn on one
