@@ -290,7 +290,7 @@ async fn a_clients_requests_are_notified_in_the_order_it_sent_them() {
         tokio::spawn(async move {
             for i in 0..each {
                 c.get(&format!("/v2/order/app/blobs/{d}"))
-                    .header("user-agent", &format!("client-{k}/{i}"))
+                    .header("user-agent", format!("client-{k}/{i}"))
                     .send()
                     .await
                     .expect(StatusCode::OK);
