@@ -19,11 +19,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 
+use super::sharded;
 use crate::event::Event;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,22 +55,23 @@ struct EndpointLabel {
     endpoint: u16,
 }
 
-fn latency() -> Histogram {
+fn latency() -> sharded::Histogram {
     // 0.5 ms .. about 65 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+    sharded::Histogram::new(exponential_buckets(0.0005, 2.0, 18))
 }
 
 /// Every series, and the hooks that feed them. Cheap to share (`Arc`).
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<OpLabel, Histogram, fn() -> Histogram>,
-    bytes_in: Family<OpLabel, Counter>,
-    bytes_out: Family<OpLabel, Counter>,
+    // What every request updates is kept in per-thread shards ([`sharded`]).
+    requests: Family<RequestLabels, sharded::Counter>,
+    latency: Family<OpLabel, sharded::Histogram, fn() -> sharded::Histogram>,
+    bytes_in: Family<OpLabel, sharded::Counter>,
+    bytes_out: Family<OpLabel, sharded::Counter>,
     upload_sessions: Gauge,
     failed_logins: Counter,
     failed_logins_seen: AtomicU64,
-    events: Family<EventLabel, Counter>,
+    events: Family<EventLabel, sharded::Counter>,
     delivered: Family<EndpointLabel, Counter>,
     retries: Family<EndpointLabel, Counter>,
     dropped: Family<EndpointLabel, Counter>,
@@ -101,17 +103,17 @@ thread_local! {
     static REQUEST_SERIES: RefCell<FxHashMap<(u64, usize, usize, u16), RequestSeries>> =
         RefCell::new(FxHashMap::default());
     /// Each event kind's counter, by (the `Metrics`' serial, the kind's name).
-    static EVENT_SERIES: RefCell<FxHashMap<(u64, usize), Counter>> =
+    static EVENT_SERIES: RefCell<FxHashMap<(u64, usize), sharded::Counter>> =
         RefCell::new(FxHashMap::default());
 }
 
 /// The series of one (operation, method, status). The byte counters are made on first use,
 /// so that an operation that moves no bytes has no series for them, as before the cache.
 struct RequestSeries {
-    requests: Counter,
-    latency: Histogram,
-    bytes_in: OnceLock<Counter>,
-    bytes_out: OnceLock<Counter>,
+    requests: sharded::Counter,
+    latency: sharded::Histogram,
+    bytes_in: OnceLock<sharded::Counter>,
+    bytes_out: OnceLock<sharded::Counter>,
 }
 
 /// A `&'static str` by where it is: the labels are constants, so equal pointers are equal
@@ -131,7 +133,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("edge_registry");
         let m = Metrics {
             requests: Family::default(),
-            latency: Family::new_with_constructor(latency as fn() -> Histogram),
+            latency: Family::new_with_constructor(latency as fn() -> sharded::Histogram),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             upload_sessions: Gauge::default(),
@@ -272,7 +274,7 @@ impl Metrics {
         let op = OpLabel { op };
         self.with_request_series(op.op, method, status, |series| {
             series.requests.inc();
-            series.latency.observe(elapsed.as_secs_f64());
+            series.latency.observe(elapsed);
             if bytes_in > 0 {
                 series
                     .bytes_in

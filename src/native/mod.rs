@@ -11,6 +11,7 @@ pub mod notify;
 pub mod ops;
 pub mod scale;
 pub mod server;
+pub mod sharded;
 pub mod spool;
 
 use std::sync::Arc;

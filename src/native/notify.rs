@@ -139,20 +139,6 @@ fn ordered<'a>(taken: &'a [Queued], out: &'a mut Vec<u8>) -> &'a [u8] {
     }
 }
 
-/// This thread's shard of every queue (threads are numbered as they first queue notices).
-fn thread_shard(shards: usize) -> usize {
-    static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        }
-        s.get() % shards.max(1)
-    })
-}
-
 /// A monotonic clock's reading, in nanoseconds since the process first read it.
 fn monotonic_ns() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -167,7 +153,7 @@ impl Shared {
     /// shard, unless it is full.
     fn enqueue(&self, when: u64, lines: &[u8], events: u64) {
         let was_empty = {
-            let mut q = self.shards[thread_shard(self.shards.len())].lock();
+            let mut q = self.shards[super::sharded::thread_shard(self.shards.len())].lock();
             if q.events + events > self.shard_max {
                 drop(q);
                 self.dropped(events, "the queue is full");
@@ -330,9 +316,8 @@ impl Notifier {
             .build()
             .map_err(|e| std::io::Error::other(format!("notification client: {e}")))?;
         let mut endpoints = Vec::new();
-        // A shard of each queue per thread that may run requests (tokio's workers are as
-        // many as the machine's cores).
-        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
+        // A shard of each queue per thread that may run requests.
+        let shards = super::sharded::shards();
         for (index, endpoint) in options.config.urls.iter().enumerate() {
             let spool = Spool::open(&spool_dir(root, &endpoint.url), options.spool_max_events)?;
             let pending = spool.events();
