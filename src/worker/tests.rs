@@ -581,3 +581,108 @@ async fn registry_through_the_adapter() {
     assert_eq!(r.status(), 405);
     assert!(js_header(&r, "allow").is_some());
 }
+
+/// `obj[key]` as an array of JS values.
+fn js_array(obj: &JsValue, key: &str) -> Vec<JsValue> {
+    js_sys::Array::from(&js_sys::Reflect::get(obj, &key.into()).unwrap()).to_vec()
+}
+
+/// Each request writes one Workers Analytics Engine data point, laid out as the README's SQL
+/// reads it: `index1` and `blob1` the operation, `blob2` the method, `blob3` the status, `blob4`
+/// the mirror; `double1` the status, `double2`/`double3` the bytes in and out, `double4` the
+/// milliseconds, `double5` the events, `double6` the failed logins, `double7`/`double8` the
+/// upstream's rate limit (-1 when unknown). The dataset is a JavaScript object recording what
+/// `writeDataPoint` is given (`wrangler dev` has no Analytics Engine to read back: its binding
+/// is a mock that drops every point).
+#[wasm_bindgen_test]
+fn a_request_writes_one_data_point_laid_out_as_the_readme_reads_it() {
+    use super::ops::{after, Answered, Seen};
+    let dataset =
+        js_sys::eval("({ points: [], writeDataPoint(p) { this.points.push(p); } })").unwrap();
+    let env = js_sys::Object::new();
+    js_sys::Reflect::set(&env, &"ANALYTICS".into(), &dataset).unwrap();
+    let env: worker::Env = env.unchecked_into();
+    // No event: the context's queue is not used.
+    let ctx = worker::Context::new(js_sys::Object::new().unchecked_into());
+    let seen = |method: &str, bytes_in: u64| Seen {
+        record: crate::notify::RequestRecord {
+            id: String::new(),
+            addr: "203.0.113.9".into(),
+            host: "registry.example".into(),
+            method: method.into(),
+            useragent: "docker/27".into(),
+        },
+        proto: Some("https".into()),
+        path: "/v2/demo/app/manifests/v1".into(),
+        bytes_in,
+        start_ms: worker::Date::now().as_millis() as f64,
+    };
+    after(
+        &env,
+        &ctx,
+        seen("PUT", 1234),
+        Answered {
+            op: "manifest.put",
+            status: 401,
+            bytes_out: 151,
+            events: &[],
+            user: None,
+            failed_logins: 1,
+            mirror: None,
+        },
+    );
+    let report = crate::mirror::Report {
+        mirror: "hub".into(),
+        served: None,
+        rate_limit: Some(crate::mirror::RateLimit {
+            remaining: 97,
+            limit: 100,
+        }),
+        notes: Vec::new(),
+    };
+    after(
+        &env,
+        &ctx,
+        seen("GET", 0),
+        Answered {
+            op: "manifest.get",
+            status: 200,
+            bytes_out: 5678,
+            events: &[],
+            user: Some("alice"),
+            failed_logins: 0,
+            mirror: Some(&report),
+        },
+    );
+    let points = js_array(&dataset, "points");
+    assert_eq!(points.len(), 2, "one data point a request");
+    let strings = |p: &JsValue, key: &str| -> Vec<String> {
+        js_array(p, key)
+            .iter()
+            .map(|v| v.as_string().unwrap())
+            .collect()
+    };
+    let numbers = |p: &JsValue| -> Vec<f64> {
+        js_array(p, "doubles")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (put, get) = (&points[0], &points[1]);
+    assert_eq!(strings(put, "indexes"), ["manifest.put"]);
+    assert_eq!(strings(put, "blobs"), ["manifest.put", "PUT", "401", ""]);
+    let d = numbers(put);
+    assert_eq!(d.len(), 8, "{d:?}");
+    assert_eq!(
+        [d[0], d[1], d[2], d[4], d[5], d[6], d[7]],
+        [401.0, 1234.0, 151.0, 0.0, 1.0, -1.0, -1.0]
+    );
+    assert!((0.0..60_000.0).contains(&d[3]), "milliseconds {}", d[3]);
+    assert_eq!(strings(get, "indexes"), ["manifest.get"]);
+    assert_eq!(strings(get, "blobs"), ["manifest.get", "GET", "200", "hub"]);
+    let d = numbers(get);
+    assert_eq!(
+        [d[0], d[1], d[2], d[4], d[5], d[6], d[7]],
+        [200.0, 0.0, 5678.0, 0.0, 0.0, 97.0, 100.0]
+    );
+}
