@@ -1,8 +1,8 @@
 //! Per-thread shards for what every request updates: each thread writes to a cache line of its
 //! own, so that threads do not pass one line from core to core on every request (the cost of
 //! a shared atomic or lock that two cores update turn about, many times an uncontended one).
-//! The shards are summed when read: metrics at a scrape, the notification queue by its
-//! writer.
+//! Metrics' shards are summed at a scrape; the notification queue's shards are merged by its
+//! writer ([`super::notify`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
