@@ -3,7 +3,7 @@
 //! The request path writes its events' notices once, as the JSON lines the spool holds
 //! ([`crate::notify::write_lines`], into a buffer of its thread), and appends them to each
 //! endpoint's bounded in-memory queue (in a shard per core, each a byte buffer behind a lock
-//! its thread holds for a copy, never for any I/O; see [`Shard`]); a full queue drops them,
+//! its thread holds for a copy, never for any I/O; see `Shard`); a full queue drops them,
 //! logged and counted. Per endpoint, one task writes what the
 //! queue holds to the endpoint's spool on disk ([`super::spool`]), a batch per file, and another
 //! POSTs the oldest spooled batches to the
